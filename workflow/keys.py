@@ -1,0 +1,74 @@
+"""Every Redis key name `workflow` uses is built here, and only here.
+
+All keys of one pipeline share the hash tag `{pipeline}`, so every Lua script touches a
+single Redis Cluster slot:
+
+    {prefix}:{{p}}:queued      ZSET  id -> (5 - priority) * 2**42 + sequence (lowest first)
+    {prefix}:{{p}}:running     ZSET  id -> lease expiry, ms (Redis clock)
+    {prefix}:{{p}}:delayed     ZSET  id -> due time, ms (retry backoff, scheduled start)
+    {prefix}:{{p}}:success     ZSET  id -> stop time, ms
+    {prefix}:{{p}}:failure     ZSET  id -> stop time, ms
+    {prefix}:{{p}}:cancelled   ZSET  id -> stop time, ms
+    {prefix}:{{p}}:seq         STRING  FIFO sequence counter
+    {prefix}:{{p}}:stats       HASH  lifetime counters (deposited, withdrawn, success, ...)
+    {prefix}:{{p}}:done        STREAM  one entry per finished work (results indexer input)
+    {prefix}:{{p}}:wake        LIST  wake-up tokens for blocked withdrawers
+    {prefix}:{{p}}:work:<id>   HASH  one work record
+
+and one global key, written outside the per-pipeline scripts:
+
+    {prefix}:pipelines         SET   every pipeline ever deposited to
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["DEFAULT_PREFIX", "PipelineKeys", "pipeline_keys", "pipelines_key", "work_key"]
+
+DEFAULT_PREFIX = "workflow"
+"""Namespace of every key; two deployments on one server use two prefixes."""
+
+
+class PipelineKeys(NamedTuple):
+    """The keys of one pipeline; `work` is the prefix of its work records."""
+
+    queued: str
+    running: str
+    delayed: str
+    success: str
+    failure: str
+    cancelled: str
+    seq: str
+    stats: str
+    done: str
+    wake: str
+    work: str
+
+
+def pipeline_keys(prefix: str, pipeline: str) -> PipelineKeys:
+    """The keys of `pipeline` under `prefix` (names are validated by the caller)."""
+    base = f"{prefix}:{{{pipeline}}}:"
+    return PipelineKeys(
+        queued=base + "queued",
+        running=base + "running",
+        delayed=base + "delayed",
+        success=base + "success",
+        failure=base + "failure",
+        cancelled=base + "cancelled",
+        seq=base + "seq",
+        stats=base + "stats",
+        done=base + "done",
+        wake=base + "wake",
+        work=base + "work:",
+    )
+
+
+def work_key(prefix: str, pipeline: str, work_id: str) -> str:
+    """The hash holding one work record."""
+    return f"{prefix}:{{{pipeline}}}:work:{work_id}"
+
+
+def pipelines_key(prefix: str) -> str:
+    """The global set of pipeline names."""
+    return f"{prefix}:pipelines"

@@ -1,0 +1,52 @@
+-- deposit: queue new works (one or many); an id that already exists is left unchanged.
+-- KEYS[1] {prefix}:{p}:queued   ZSET
+-- KEYS[2] {prefix}:{p}:delayed  ZSET
+-- KEYS[3] {prefix}:{p}:seq      STRING
+-- KEYS[4] {prefix}:{p}:stats    HASH
+-- KEYS[5] {prefix}:{p}:wake     LIST
+-- ARGV[1] work key prefix ({prefix}:{p}:work:), records derive their key from it
+-- ARGV[2] delay_ms: 0 queues now, > 0 parks the works in delayed until then
+-- ARGV[3] wake_cap: most wake-up tokens kept in the wake list
+-- ARGV[4..] per work: id, priority, n_fields, then n_fields field/value pairs
+-- Returns: array, per work: 1 queued (or delayed), 0 already existed
+-- Errors: none (invalid input is rejected by the client before the call)
+local queued, delayed, seq, stats, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix = ARGV[1]
+local delay_ms = tonumber(ARGV[2])
+local wake_cap = tonumber(ARGV[3])
+--@include lifecycle
+
+local now = now_ms()
+local out = {}
+local added = 0
+local i = 4
+while i <= #ARGV do
+  local id, priority, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local wkey = prefix .. id
+  if redis.call('EXISTS', wkey) == 1 then
+    out[#out + 1] = 0
+  else
+    local fields = {}
+    for j = i + 3, i + 2 + 2 * n do fields[#fields + 1] = ARGV[j] end
+    redis.call('HSET', wkey, 'status', 'queued', 'attempt', 0, 'priority', priority,
+      unpack(fields))
+    if delay_ms > 0 then
+      redis.call('ZADD', delayed, now + delay_ms, id)
+    else
+      redis.call('ZADD', queued, queue_score(priority, redis.call('INCR', seq)), id)
+    end
+    added = added + 1
+    out[#out + 1] = 1
+  end
+  i = i + 3 + 2 * n
+end
+if added > 0 then
+  redis.call('HINCRBY', stats, 'deposited', added)
+  if delay_ms == 0 then
+    local tokens = {}
+    for _ = 1, math.min(added, wake_cap) do tokens[#tokens + 1] = '1' end
+    redis.call('LPUSH', wake, unpack(tokens))
+    redis.call('LTRIM', wake, 0, wake_cap - 1)
+  end
+end
+return out

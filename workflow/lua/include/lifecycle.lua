@@ -1,0 +1,87 @@
+-- Shared lifecycle functions, spliced into scripts by `--@include lifecycle`.
+-- Not a script of its own: it has no KEYS/ARGV.
+
+-- The Redis clock in ms: every lease and due time uses this one clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Queue score: higher priority first, then FIFO by sequence.
+local function queue_score(priority, seq)
+  return (5 - priority) * 4398046511104 + seq  -- 2^42
+end
+
+local function priority_of(wkey)
+  local p = tonumber(redis.call('HGET', wkey, 'priority'))
+  if p == nil or p < 1 or p > 5 then return 3 end
+  return math.floor(p)
+end
+
+-- Terminal transition: status, stop time, terminal set, stream entry, counter.
+local function finish(wkey, id, status, now, terminal, stats, done, maxlen)
+  redis.call('HSET', wkey, 'status', status, 'stop', now)
+  redis.call('ZADD', terminal, now, id)
+  local attempt = redis.call('HGET', wkey, 'attempt') or '0'
+  redis.call('XADD', done, 'MAXLEN', '~', maxlen, '*',
+    'id', id, 'status', status, 'attempt', attempt)
+  redis.call('HINCRBY', stats, status, 1)
+end
+
+-- A failed attempt: retry after backoff while attempts remain, else terminal failure.
+-- `b` holds delayed, failure, stats, done, maxlen, backoff_base, backoff_max, jitter.
+-- Returns the new status.
+local function fail_or_retry(wkey, id, now, err, terminal_now, b)
+  local attempt = tonumber(redis.call('HGET', wkey, 'attempt')) or 0
+  local retries = tonumber(redis.call('HGET', wkey, 'retries')) or 0
+  redis.call('HSET', wkey, 'error', err, 'stop', now)
+  if (not terminal_now) and attempt <= retries then
+    local delay = math.min(b.backoff_max, b.backoff_base * 2 ^ math.max(attempt - 1, 0))
+    delay = math.floor(delay / 2 + delay / 2 * b.jitter)
+    redis.call('HSET', wkey, 'status', 'queued')
+    redis.call('ZADD', b.delayed, now + delay, id)
+    redis.call('HINCRBY', b.stats, 'retried', 1)
+    return 'queued'
+  end
+  finish(wkey, id, 'failure', now, b.failure, b.stats, b.done, b.maxlen)
+  return 'failure'
+end
+
+-- Leases that ran out (worker dead, or the timeout backstop): fail or retry each.
+local function reclaim(running, prefix, now, limit, b)
+  local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(expired) do
+    redis.call('ZREM', running, id)
+    local wkey = prefix .. id
+    if redis.call('EXISTS', wkey) == 1 then
+      local attempt = tonumber(redis.call('HGET', wkey, 'attempt')) or 0
+      local deadline = tonumber(redis.call('HGET', wkey, 'deadline')) or 0
+      local kind, message
+      if deadline > 0 and now >= deadline then
+        kind = 'timeout'
+        message = 'exceeded its timeout of ' .. (redis.call('HGET', wkey, 'timeout') or '?')
+          .. ' s (ended by the lease backstop)'
+      else
+        kind = 'lease'
+        message = 'lease expired: the worker stopped renewing it (crashed, killed or disconnected)'
+      end
+      local err = cjson.encode({kind = kind, message = message, attempt = attempt, time = now / 1000})
+      fail_or_retry(wkey, id, now, err, false, b)
+      redis.call('HINCRBY', b.stats, 'expired', 1)
+    end
+  end
+  return #expired
+end
+
+-- Delayed work whose time has come moves to the queue, behind its priority class.
+local function promote(delayed, queued, seq, prefix, now, limit)
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', delayed, id)
+    local wkey = prefix .. id
+    if redis.call('EXISTS', wkey) == 1 then
+      redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
+    end
+  end
+  return #due
+end
