@@ -8,6 +8,7 @@ port, so no Redis needs to be running and no shared server's data is touched.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +24,11 @@ TEST_PREFIX = "wftest"
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[PrivateServer]:
     directory = Path(tempfile.mkdtemp(prefix="wf-redis-", dir="/tmp"))
-    with PrivateServer(directory) as server:
-        yield server
+    try:
+        with PrivateServer(directory) as server:
+            yield server
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

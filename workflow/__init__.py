@@ -1,7 +1,7 @@
 """workflow: a Redis-native work queue for scientific pipelines.
 
-    from workflow import Work
-    Work(pipeline="sample-pipeline", parameters={"a": 1, "b": 2}).deposit()
+from workflow import Work
+Work(pipeline="sample-pipeline", parameters={"a": 1, "b": 2}).deposit()
 """
 
 from workflow.client import Client, default_client, set_default_client

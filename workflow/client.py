@@ -196,7 +196,7 @@ class Client:
         stub.pipeline, stub.id = pipeline, work_id
         call = core.complete_call(
             self.settings, stub, token, "failure", random.random(), terminal=True,
-            fields=["error", codec.encode_failure(failure)],
+            changes=("", ["error", codec.encode_failure(failure)]),
         )  # fmt: skip
         self._run(call)
 
@@ -216,7 +216,7 @@ class Client:
         for w in works:
             by_pipeline.setdefault(w.pipeline, []).append(w)
         for pipeline, group in by_pipeline.items():
-            leases = [(w.id, _token(w)) for w in group]
+            leases = [(w.id, getattr(w, "_token", "")) for w in group]
             codes = core.decode_renew(self._run(core.renew_call(self.settings, pipeline, leases)))  # type: ignore[arg-type]
             results.update({id(w): c for w, c in zip(group, codes, strict=True)})
         return [results[id(w)] for w in works]
@@ -229,21 +229,26 @@ class Client:
         remain) or release (handed back). Returns the new status and sets it on `work`."""
         work.validate()
         if outcome == "failure" and failure is None:
-            failure = work.error or Failure(message="failed")
+            # The work's own error if it belongs to this attempt (an older attempt's
+            # error may still be on the record), else a plain record of the failure.
+            e = work.error
+            failure = (
+                e
+                if e is not None and e.attempt in (0, work.attempt)
+                else Failure(message="marked failure without an error record")
+            )
         if failure is not None:
             failure.attempt = failure.attempt or work.attempt
             failure.time = failure.time or time.time()
-        fields = core.completion_fields(work, outcome, failure)
         call = core.complete_call(
-            self.settings, work, _token(work), outcome, random.random(),
-            terminal=terminal, fields=fields,
+            self.settings, work, _token(work), outcome, random.random(), terminal=terminal,
+            changes=core.completion_fields(work, outcome, failure),
         )  # fmt: skip
         status = core.decode_status(self._run(call), work.id, "complete")  # type: ignore[arg-type]
         work.status = status
+        work._token = ""  # type: ignore[attr-defined]  # the attempt is over
         if outcome == "failure":
             work.error = failure
-        elif outcome == "success":
-            work.error = None
         return status
 
     def update(self, work: Work) -> None:
@@ -268,12 +273,16 @@ class Client:
     def cancel(self, work: Work | str, *, pipeline: str | None = None, reason: str = "") -> str:
         """Cancel a work that has not finished; returns the status it had."""
         work_id, pipeline = self._locate(work, pipeline)
-        failure = Failure(kind="cancelled", message=reason or "cancelled by a user", time=time.time())
+        failure = Failure(
+            kind="cancelled", message=reason or "cancelled by a user", time=time.time()
+        )
         call = core.cancel_call(self.settings, pipeline, work_id, failure)
         try:
             before = core.decode_status(self._run(call), work_id, "cancel")
         except InvalidTransition:
-            raise InvalidTransition(work_id, self.get(work_id, pipeline=pipeline).status, "cancel") from None
+            raise InvalidTransition(
+                work_id, self.get(work_id, pipeline=pipeline).status, "cancel"
+            ) from None
         if isinstance(work, Work):
             work.status, work.error = "cancelled", failure
         return before
@@ -282,7 +291,9 @@ class Client:
         """Delete a work wherever it is. False if it did not exist."""
         try:
             work_id, pipeline = self._locate(work, pipeline)
-            core.decode_status(self._run(core.delete_call(self.settings, pipeline, work_id)), work_id, "delete")
+            core.decode_status(
+                self._run(core.delete_call(self.settings, pipeline, work_id)), work_id, "delete"
+            )
         except WorkNotFound:
             return False
         return True
@@ -290,7 +301,9 @@ class Client:
     def requeue_expired(self, pipeline: str) -> tuple[int, int]:
         """Run the recovery sweep now: `(expired leases reclaimed, delayed works promoted)`."""
         core.check_pipeline(pipeline)
-        reclaimed, promoted = self._run(core.requeue_expired_call(self.settings, pipeline, random.random()))
+        reclaimed, promoted = self._run(
+            core.requeue_expired_call(self.settings, pipeline, random.random())
+        )
         return int(reclaimed), int(promoted)
 
     # -- reads --------------------------------------------------------------------------

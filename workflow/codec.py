@@ -10,6 +10,7 @@ every record read back is decoded as typed JSON and validated.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -36,7 +37,10 @@ _failure_decoder = msgspec.json.Decoder(Failure)
 LIFECYCLE = ("results", "products", "plots", "error", "status", "attempt", "start", "stop")
 """Work fields stored outside `body`: the scripts or the finishing worker change them."""
 _DATA = ("results", "products", "plots")
-_AT = re.compile(r" - at `\$\.?([^`\[]*)")
+CLEARABLE = ("user", "parent", "tags", "event", "results", "products", "plots", "error")
+"""Record fields that are absent when the Work's value is None."""
+_AT = re.compile(r" - at `\$\.?([^`\[.]*)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 def encode_json(work: Work) -> bytes:
@@ -50,6 +54,8 @@ def decode_json(data: bytes | str) -> Work:
         return _work_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _validation_error(exc) from None
+    except UnicodeError as exc:
+        raise ValidationError("work", f"must be valid UTF-8 JSON ({exc.reason})") from None
 
 
 def from_builtins(data: Any) -> Work:
@@ -73,9 +79,12 @@ def record_fields(work: Work) -> list[Any]:
     return _static_fields(work) + _data_fields(work, with_error=True)
 
 
-def update_fields(work: Work) -> list[Any]:
-    """Flat field/value pairs that `work.update()` stores: everything the user may change."""
-    return [*_static_fields(work), "priority", work.priority, *_data_fields(work, True)]
+def update_fields(work: Work) -> tuple[str, list[Any]]:
+    """What `work.update()` stores: `(fields to delete, field/value pairs)`. Everything
+    the user may change; a field set to None is deleted (space-separated names)."""
+    pairs = [*_static_fields(work), "priority", work.priority, *_data_fields(work, True)]
+    present = set(pairs[0::2])
+    return " ".join(f for f in CLEARABLE if f not in present), pairs
 
 
 def _static_fields(work: Work) -> list[Any]:
@@ -141,10 +150,33 @@ def decode_record(work_id: str, record: dict[str, bytes]) -> Work:
 
 
 def _encode(field: str, value: Any) -> bytes:
+    """JSON of one field's value (or of a dict of fields: errors name the inner field).
+    Non-finite floats are refused: JSON has no NaN, and msgspec would store null."""
+    if isinstance(value, dict) and field in ("body", "payload"):
+        for name, inner in value.items():
+            _check(name, inner)
+    else:
+        _check(field, value)
+    return _encoder.encode(value)
+
+
+def _check(field: str, value: Any) -> None:
     try:
-        return _encoder.encode(value)
+        _encoder.encode(value)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationError(field, f"must be JSON-serialisable ({exc})") from None
+    if not _finite(value):
+        raise ValidationError(field, "must not contain NaN or infinite numbers (JSON has none)")
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def _validation_error(exc: Exception) -> ValidationError:
@@ -153,6 +185,9 @@ def _validation_error(exc: Exception) -> ValidationError:
     if isinstance(cause, ValidationError):
         return cause
     text = str(exc)
+    missing = _MISSING.search(text)
+    if missing:
+        return ValidationError(missing.group(1), "is required")
     match = _AT.search(text)
     field = (match.group(1) or "work") if match else "work"
     rule = _AT.split(text)[0] if match else text

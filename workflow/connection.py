@@ -13,7 +13,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-__all__ = ["CONNECT_TIMEOUT_S", "COMMAND_TIMEOUT_S", "blocking_client", "command_client"]
+__all__ = ["COMMAND_TIMEOUT_S", "CONNECT_TIMEOUT_S", "blocking_client", "command_client"]
 
 CONNECT_TIMEOUT_S = 2.0
 """Connecting fails fast: a dead server is reported within this long."""

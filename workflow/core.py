@@ -37,7 +37,12 @@ __all__ = [
 
 Outcome = Literal["success", "failure", "release"]
 RenewResult = Literal["ok", "missing", "lost", "cancelled"]
-_RENEW: dict[int, RenewResult] = {1: "ok", -1: "missing", -2: "lost", -4: "cancelled"}
+_RENEW: dict[int, RenewResult] = {
+    1: "ok",
+    ErrorCode.NOT_FOUND: "missing",
+    ErrorCode.LEASE_LOST: "lost",
+    ErrorCode.CANCELLED: "cancelled",
+}
 _json = msgspec.json.Encoder()
 
 
@@ -181,13 +186,15 @@ def complete_call(
     jitter: float,
     *,
     terminal: bool = False,
-    fields: list[Any] | None = None,
+    changes: tuple[str, list[Any]] = ("", []),
 ) -> Call:
-    """Finish the attempt of `work` held with `token`."""
+    """Finish the attempt of `work` held with `token`, storing `changes` (fields to
+    delete, field/value pairs) first."""
     k = _keys(s, work.pipeline)
+    dels, pairs = changes
     args = [
-        work.id, token, outcome, "1" if terminal else "0",
-        s.backoff_base_ms, s.backoff_max_ms, jitter, s.stream_maxlen, *(fields or ()),
+        work.id, token, outcome, "1" if terminal else "0", s.backoff_base_ms,
+        s.backoff_max_ms, jitter, s.stream_maxlen, s.wake_cap, dels, *pairs,
     ]  # fmt: skip
     keys = [
         work_key(s.prefix, work.pipeline, work.id),  # type: ignore[arg-type]
@@ -196,20 +203,24 @@ def complete_call(
     return Call("complete", keys, args, retry_safe=True)
 
 
-def completion_fields(work: Work, outcome: Outcome, failure: Failure | None) -> list[Any]:
+def completion_fields(
+    work: Work, outcome: Outcome, failure: Failure | None
+) -> tuple[str, list[Any]]:
     """What a finishing worker stores: the user's data, plus the failure on failure."""
-    fields = codec.update_fields(work)
+    dels, pairs = codec.update_fields(work)
     if outcome == "failure":
-        fields += ["error", codec.encode_failure(failure or Failure(message="failed"))]
-    return fields
+        dels = " ".join(f for f in dels.split() if f != "error")
+        pairs += ["error", codec.encode_failure(failure or Failure(message="failed"))]
+    return dels, pairs
 
 
 def update_call(s: Settings, work: Work, token: str, status: str) -> Call:
     """Store the user-changeable fields of `work` without changing its state."""
     k = _keys(s, work.pipeline)
     wkey = work_key(s.prefix, work.pipeline, work.id)  # type: ignore[arg-type]
-    args = [work.id, token, status, *codec.update_fields(work)]
-    return Call("update", [wkey, k.queued], args, retry_safe=True)
+    dels, pairs = codec.update_fields(work)
+    args = [work.id, token, status, s.stream_maxlen, dels, *pairs]
+    return Call("update", [wkey, k.queued, k.done], args, retry_safe=True)
 
 
 def cancel_call(s: Settings, pipeline: str, work_id: str, failure: Failure) -> Call:
@@ -249,4 +260,4 @@ def decode_status(reply: Any, work_id: str, operation: str) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-__all__ += ["completion_fields", "ErrorCode"]
+__all__ += ["ErrorCode", "completion_fields"]

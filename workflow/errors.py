@@ -92,7 +92,7 @@ class CorruptWork(WorkflowError):
         super().__init__(f"work {work_id!r} is corrupt in Redis: {reason}")
 
 
-class ConnectionError(WorkflowError):  # noqa: A001 - deliberate, namespaced by the module
+class ConnectionError(WorkflowError):
     """Redis could not be reached; the redis-py error is chained as `__cause__`."""
 
 
@@ -110,6 +110,7 @@ class ErrorCode(IntEnum):
     NOT_FOUND = -1
     LEASE_LOST = -2
     BAD_STATUS = -3
+    CANCELLED = -4
 
 
 def raise_for_code(code: int, work_id: str, *, status: str = "", operation: str = "") -> NoReturn:

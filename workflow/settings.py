@@ -49,7 +49,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if not self.prefix or any(c in self.prefix for c in "{} \t\n"):
-            raise ValidationError("prefix", "must be non-empty, without braces or spaces", self.prefix)
+            raise ValidationError(
+                "prefix", "must be non-empty, without braces or spaces", self.prefix
+            )
         for name in ("lease_ms", "scan_limit", "recover_limit", "stream_maxlen", "wake_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -27,6 +27,14 @@ TIMEOUT_MAX_S = 72 * 3600
 RETRIES_MAX = 10
 """Most retries a work may ask for after its first attempt."""
 
+# Constrained types: msgspec checks them when decoding and states them in the JSON Schema;
+# `validate()` checks the same rules on construction (msgspec does not check `__init__`).
+Name = Annotated[str, msgspec.Meta(pattern=f"^{NAME_RE.pattern}$", min_length=1, max_length=128)]
+Priority = Annotated[int, msgspec.Meta(ge=1, le=5, description="5 is withdrawn first")]
+Timeout = Annotated[int, msgspec.Meta(ge=1, le=TIMEOUT_MAX_S, description="seconds")]
+Retries = Annotated[int, msgspec.Meta(ge=0, le=RETRIES_MAX)]
+Count = Annotated[int, msgspec.Meta(ge=0)]
+
 
 class Failure(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Why the last attempt failed: `kind` is `exception`, `timeout`, `lease`, `crash`,
@@ -46,16 +54,16 @@ class Work(msgspec.Struct, kw_only=True, dict=True):
     `validate()` runs at every boundary: construction, deposit, update and decode.
     """
 
-    pipeline: str
+    pipeline: Name
     parameters: dict[str, Any] | None = None
     results: Any = None
     path: str = "."
     event: list[int] | None = None
     tags: list[str] | None = None
     group: list[str] | None = None
-    timeout: int = 3600
-    retries: int = 2
-    priority: int = 3
+    timeout: Timeout = 3600
+    retries: Retries = 2
+    priority: Priority = 3
     products: list[str] | None = None
     plots: list[str] | None = None
     site: str = "local"
@@ -63,12 +71,12 @@ class Work(msgspec.Struct, kw_only=True, dict=True):
     archive: bool = True
     precursors: list[dict[str, str]] | None = None
     config: dict[str, Any] | None = None
-    id: str | None = None
+    id: Name | None = None
     creation: float | None = None
     start: float | None = None
     stop: float | None = None
-    attempt: int = 0
-    status: str = "created"
+    attempt: Count = 0
+    status: Status = "created"
     function: str | None = None
     command: list[str] | None = None
     error: Failure | None = None
@@ -131,14 +139,12 @@ class Work(msgspec.Struct, kw_only=True, dict=True):
 
     # -- the library API (thin calls into the client) ------------------------------------
 
-    def deposit(
-        self, *, return_ids: bool = False, client: Client | None = None
-    ) -> bool | str:
-        """Queue this work. Sets `id` (if unset), `status` and returns True, or its id
-        with `return_ids=True`. Depositing an id that already exists changes nothing."""
-        c = _client(client)
-        c.deposit([self])
-        return self.id if return_ids else True  # type: ignore[return-value]
+    def deposit(self, *, return_ids: bool = False, client: Client | None = None) -> bool | str:
+        """Queue this work. Sets `id` (if unset) and `status`; returns True if it was
+        queued now, False if a work with its id already existed (nothing changes then),
+        or the id with `return_ids=True`."""
+        created = _client(client).deposit([self])[0]
+        return self.id if return_ids else created  # type: ignore[return-value]
 
     @classmethod
     def withdraw(
@@ -184,7 +190,9 @@ class Work(msgspec.Struct, kw_only=True, dict=True):
         _client(client).cancel(self)
 
     @classmethod
-    def get(cls, work_id: str, *, pipeline: str | None = None, client: Client | None = None) -> Work:
+    def get(
+        cls, work_id: str, *, pipeline: str | None = None, client: Client | None = None
+    ) -> Work:
         """Read a work by id (searching every known pipeline if none is given)."""
         return _client(client).get(work_id, pipeline=pipeline)
 
@@ -232,7 +240,8 @@ def _validate(w: Work) -> None:
     if w.precursors is not None and not (
         isinstance(w.precursors, list)
         and all(
-            isinstance(p, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in p.items())
+            isinstance(p, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in p.items())
             for p in w.precursors
         )
     ):
@@ -260,9 +269,7 @@ def _validate(w: Work) -> None:
         not isinstance(w.function, str)
         or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+", w.function)
     ):
-        raise ValidationError(
-            "function", "must be a dotted path 'module.function'", w.function
-        )
+        raise ValidationError("function", "must be a dotted path 'module.function'", w.function)
     if w.command is not None:
         _str_list("command", w.command)
         if not w.command:

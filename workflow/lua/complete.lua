@@ -1,7 +1,8 @@
 -- complete: finish the caller's attempt of a running work, fenced by its lease token.
 --   success -> success (terminal); failure -> queued after backoff while attempts remain,
 --   else failure (terminal); release -> queued again at once, the attempt not counted
---   (a worker handing work back on shutdown).
+--   (a worker handing work back on shutdown). The error of an earlier failed attempt is
+--   kept on success: it is the record of what happened.
 -- Re-sending the same completion (same token) after a lost reply returns the status it
 -- produced without applying it twice.
 -- KEYS[1]  {prefix}:{p}:work:<id> HASH
@@ -20,7 +21,9 @@
 -- ARGV[4] terminal: '1' fails without retry (e.g. a corrupt record), else '0'
 -- ARGV[5] backoff_base_ms, ARGV[6] backoff_max_ms, ARGV[7] jitter in [0, 1)
 -- ARGV[8] stream_maxlen: approximate cap of the done stream
--- ARGV[9..] field/value pairs stored first (results, products, plots, error, body, ...)
+-- ARGV[9] wake_cap: most wake-up tokens kept in the wake list
+-- ARGV[10] space-separated fields to delete first (fields the user set to None)
+-- ARGV[11..] field/value pairs stored (results, products, plots, error, body, ...)
 -- Returns: the new status ('success' | 'failure' | 'queued'), or a negative code
 -- Errors: -1 NOT_FOUND; -2 LEASE_LOST (another attempt holds it, or it was cancelled or
 --   expired; counted in stats 'rejected' and the record's 'rejected')
@@ -32,6 +35,7 @@ local terminal_now = ARGV[4] == '1'
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[5]), backoff_max = tonumber(ARGV[6]),
   jitter = tonumber(ARGV[7]), maxlen = tonumber(ARGV[8])}
+local wake_cap = tonumber(ARGV[9])
 --@include lifecycle
 
 local rec = redis.call('HMGET', wkey, 'status', 'token', 'last')
@@ -52,11 +56,10 @@ end
 
 local now = now_ms()
 redis.call('ZREM', running, id)
-if #ARGV >= 9 then redis.call('HSET', wkey, unpack(ARGV, 9)) end
+store_fields(wkey, ARGV[10], 11)
 redis.call('HSET', wkey, 'last', token .. '/' .. outcome)
 local new
 if outcome == 'success' then
-  redis.call('HDEL', wkey, 'error')
   finish(wkey, id, 'success', now, success, stats, done, b.maxlen)
   new = 'success'
 elseif outcome == 'release' then
@@ -64,6 +67,7 @@ elseif outcome == 'release' then
   redis.call('HSET', wkey, 'status', 'queued')
   redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
   redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, wake_cap - 1)
   redis.call('HINCRBY', stats, 'released', 1)
   new = 'queued'
 else

@@ -4,8 +4,9 @@
 -- ARGV[2] lease_ms: new lease length from now
 -- ARGV[3] grace_ms: a lease never runs past start + timeout + grace_ms (timeout backstop)
 -- ARGV[4..] pairs: id, token
--- Returns: array, per pair: 1 renewed, -1 NOT_FOUND, -2 LEASE_LOST (another attempt or
---   finished), -4 CANCELLED (a user cancelled it: stop the work)
+-- Returns: array, per pair: 1 renewed, -1 NOT_FOUND, -2 LEASE_LOST (another attempt, or
+--   finished, or past start + timeout + grace: the backstop will reclaim it), -4 CANCELLED
+--   (a user cancelled it: stop the work)
 -- Errors: none
 local running = KEYS[1]
 local prefix = ARGV[1]
@@ -27,9 +28,13 @@ for i = 4, #ARGV, 2 do
   elseif rec[1] ~= 'running' then
     out[#out + 1] = -2
   else
-    local deadline = tonumber(rec[3]) or now
-    redis.call('ZADD', running, 'XX', math.min(now + lease_ms, deadline + grace_ms), id)
-    out[#out + 1] = 1
+    local cutoff = (tonumber(rec[3]) or now) + grace_ms
+    if now >= cutoff then
+      out[#out + 1] = -2
+    else
+      redis.call('ZADD', running, 'XX', math.min(now + lease_ms, cutoff), id)
+      out[#out + 1] = 1
+    end
   end
 end
 return out

@@ -75,9 +75,9 @@ local function matches(wkey)
   end
   if want_events then
     local have = {}
-    for _, e in ipairs(list_of(wkey, 'event')) do have[tostring(e)] = true end
+    for _, e in ipairs(list_of(wkey, 'event')) do have[e] = true end
     local hit = false
-    for _, e in ipairs(want_events) do if have[tostring(e)] then hit = true end end
+    for _, e in ipairs(want_events) do if have[e] then hit = true end end
     if not hit then return false end
   end
   return true

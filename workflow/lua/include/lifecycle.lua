@@ -1,4 +1,4 @@
--- Shared lifecycle functions, spliced into scripts by `--@include lifecycle`.
+-- Shared lifecycle functions, spliced into scripts that name this file in an include line.
 -- Not a script of its own: it has no KEYS/ARGV.
 
 -- The Redis clock in ms: every lease and due time uses this one clock.
@@ -84,4 +84,11 @@ local function promote(delayed, queued, seq, prefix, now, limit)
     end
   end
   return #due
+end
+
+-- Store a caller's changes: delete the fields named in `dels` (space-separated), then
+-- HSET the field/value pairs in ARGV from index `first` on.
+local function store_fields(wkey, dels, first)
+  for field in string.gmatch(dels, '%S+') do redis.call('HDEL', wkey, field) end
+  if #ARGV >= first then redis.call('HSET', wkey, unpack(ARGV, first)) end
 end

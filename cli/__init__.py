@@ -1,0 +1,1 @@
+"""The `workflow` command line (shipped as the `workflow.cli` package)."""
