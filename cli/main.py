@@ -14,6 +14,8 @@ from rich.table import Table
 from rich.theme import Theme
 
 from workflow import Client, Settings, WorkflowError, __version__
+from workflow.cli.run import run
+from workflow.cli.server import server
 from workflow.work import Work
 
 THEME = Theme(
@@ -109,12 +111,8 @@ def counts(ctx: click.Context, pipeline: str, as_json: bool) -> None:
     out.print(table)
 
 
-try:
-    from workflow.cli.server import server
-except ImportError:  # pragma: no cover - only while the server commands are missing
-    pass
-else:
-    cli.add_command(server)
+cli.add_command(server)
+cli.add_command(run)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,6 @@ import random
 import secrets
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -25,10 +24,10 @@ from workflow.errors import (
     WorkNotFound,
 )
 from workflow.ids import new_id
-from workflow.keys import pipeline_keys, pipelines_key, work_key
+from workflow.keys import namespace_pattern, pipeline_keys, pipelines_key, work_key
 from workflow.scripting import SCRIPT_NAMES, load
 from workflow.settings import Settings
-from workflow.work import TERMINAL, Failure, Work
+from workflow.work import Failure, Work
 
 __all__ = ["Client", "default_client", "set_default_client"]
 
@@ -341,6 +340,16 @@ class Client:
         raw = self._io(lambda: self.redis.hgetall(k.stats), True)
         return {key.decode(): int(value) for key, value in raw.items()}
 
+    def purge(self) -> int:
+        """Delete every key of this deployment (its prefix): all pipelines, works and
+        worker records. Returns the number of keys deleted. For tests and demos."""
+        pattern = namespace_pattern(self.settings.prefix)
+        found = self._io(lambda: list(self.redis.scan_iter(match=pattern, count=1000)), True)
+        for i in range(0, len(found), 1000):
+            self._io(lambda batch=found[i : i + 1000]: self.redis.unlink(*batch), True)
+        self._registered.clear()
+        return len(found)
+
     def _locate(self, work: Work | str, pipeline: str | None) -> tuple[str, str]:
         if isinstance(work, Work):
             if work.id is None:
@@ -356,16 +365,6 @@ def _token(work: Work) -> str:
     if not token:
         raise LeaseLost(str(work.id), "this Work object was not withdrawn by this process")
     return token
-
-
-def format_exception(exc: BaseException) -> Failure:
-    """A failure record for an exception raised by user code."""
-    return Failure(
-        kind="exception",
-        message=f"{type(exc).__name__}: {exc}".splitlines()[0][:1000],
-        traceback="".join(traceback.format_exception(exc)),
-        time=time.time(),
-    )
 
 
 _default: Client | None = None
@@ -386,6 +385,3 @@ def set_default_client(client: Client | None) -> None:
     global _default
     with _default_lock:
         _default = client
-
-
-__all__ += ["TERMINAL", "format_exception"]

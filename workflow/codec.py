@@ -20,6 +20,7 @@ from workflow.errors import CorruptWork, ValidationError
 from workflow.work import Failure, Work
 
 __all__ = [
+    "check_json",
     "decode_json",
     "decode_record",
     "encode_failure",
@@ -154,13 +155,14 @@ def _encode(field: str, value: Any) -> bytes:
     Non-finite floats are refused: JSON has no NaN, and msgspec would store null."""
     if isinstance(value, dict) and field in ("body", "payload"):
         for name, inner in value.items():
-            _check(name, inner)
+            check_json(name, inner)
     else:
-        _check(field, value)
+        check_json(field, value)
     return _encoder.encode(value)
 
 
-def _check(field: str, value: Any) -> None:
+def check_json(field: str, value: Any) -> None:
+    """`ValidationError` naming `field` unless `value` is storable JSON (finite numbers)."""
     try:
         _encoder.encode(value)
     except (TypeError, ValueError, OverflowError) as exc:

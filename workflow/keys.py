@@ -15,16 +15,27 @@ single Redis Cluster slot:
     {prefix}:{{p}}:wake        LIST  wake-up tokens for blocked withdrawers
     {prefix}:{{p}}:work:<id>   HASH  one work record
 
-and one global key, written outside the per-pipeline scripts:
+and global keys, written outside the per-pipeline scripts:
 
     {prefix}:pipelines         SET   every pipeline ever deposited to
+    {prefix}:workers           ZSET  worker name -> last heartbeat, ms
+    {prefix}:worker:<name>     STRING  the worker's heartbeat record (JSON, with a TTL)
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["DEFAULT_PREFIX", "PipelineKeys", "pipeline_keys", "pipelines_key", "work_key"]
+__all__ = [
+    "DEFAULT_PREFIX",
+    "PipelineKeys",
+    "namespace_pattern",
+    "pipeline_keys",
+    "pipelines_key",
+    "work_key",
+    "worker_key",
+    "workers_key",
+]
 
 DEFAULT_PREFIX = "workflow"
 """Namespace of every key; two deployments on one server use two prefixes."""
@@ -72,3 +83,18 @@ def work_key(prefix: str, pipeline: str, work_id: str) -> str:
 def pipelines_key(prefix: str) -> str:
     """The global set of pipeline names."""
     return f"{prefix}:pipelines"
+
+
+def namespace_pattern(prefix: str) -> str:
+    """SCAN pattern matching every key of a deployment."""
+    return f"{prefix}:*"
+
+
+def workers_key(prefix: str) -> str:
+    """ZSET of live worker names scored by their last heartbeat (ms)."""
+    return f"{prefix}:workers"
+
+
+def worker_key(prefix: str, name: str) -> str:
+    """One worker's heartbeat record (JSON, expires when the worker stops beating)."""
+    return f"{prefix}:worker:{name}"

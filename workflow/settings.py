@@ -8,6 +8,7 @@ from typing import Any
 
 from workflow.errors import ValidationError
 from workflow.keys import DEFAULT_PREFIX
+from workflow.work import NAME_RE
 
 __all__ = ["Settings"]
 
@@ -48,10 +49,11 @@ class Settings:
     idle_wait_s: float = IDLE_WAIT_S
 
     def __post_init__(self) -> None:
-        if not self.prefix or any(c in self.prefix for c in "{} \t\n"):
+        if not isinstance(self.prefix, str) or not NAME_RE.fullmatch(self.prefix):
             raise ValidationError(
-                "prefix", "must be non-empty, without braces or spaces", self.prefix
-            )
+                "prefix", "must be 1-128 characters of letters, digits, '-', '_' or '.'",
+                self.prefix,
+            )  # fmt: skip
         for name in ("lease_ms", "scan_limit", "recover_limit", "stream_maxlen", "wake_cap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

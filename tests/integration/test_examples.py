@@ -19,10 +19,11 @@ EXAMPLES = sorted((Path(__file__).parents[2] / "examples").glob("*.py"))
 def test_example_runs(path: Path, redis_server: PrivateServer, client: object) -> None:
     env = {**os.environ, "WORKFLOW_REDIS_URL": redis_server.url, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
-        [sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=90
+        [sys.executable, str(path)], env=env, capture_output=True, text=True, timeout=150
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     if path.name == "demo.py":
-        assert "60/60 works succeeded" in proc.stdout
+        assert "57/60 works succeeded, 3 failed" in proc.stdout
+        assert "exit codes [0, 0]" in proc.stdout
     if path.name == "reference_usage.py":
         assert "success 3 1" in proc.stdout

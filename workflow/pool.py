@@ -1,0 +1,171 @@
+"""Warm child processes that run works for the worker, one at a time each.
+
+A child is started once (forkserver: cheap, and safe next to the supervisor's threads),
+imports the function once, then loops: receive a work over its pipe, run it, send back
+the outcome. Each child leads its own process group so that stopping it also stops any
+subprocess it started. On Linux a child dies with its parent (PR_SET_PDEATHSIG), so a
+SIGKILLed worker leaves no orphan still running a work another worker now owns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+import msgspec
+
+from workflow import codec, execution
+from workflow.execution import Outcome
+from workflow.work import Failure, Work
+
+__all__ = ["Child", "Ready", "context"]
+
+KILL_AFTER_S = 5.0
+"""A child that ignores SIGTERM this long is killed with SIGKILL."""
+START_TIMEOUT_S = 60.0
+"""Longest wait for a new child to import its function and report ready."""
+
+
+class Ready(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The first message of a child: it imported the function, or why it could not."""
+
+    error: str | None = None
+
+
+class _Request(msgspec.Struct, kw_only=True):
+    work: msgspec.Raw
+    function: str | None = None
+
+
+_request = msgspec.json.Encoder()
+_decode_request = msgspec.json.Decoder(_Request)
+_decode_ready = msgspec.json.Decoder(Ready)
+_decode_outcome = msgspec.json.Decoder(Outcome)
+
+
+def context() -> Any:
+    """The multiprocessing context children are started from."""
+    return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+
+
+def _die_with_parent() -> None:
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def child_main(conn: Connection, function: str | None) -> None:
+    """The loop of one child process."""
+    _die_with_parent()
+    with contextlib.suppress(OSError):
+        os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    error = None
+    if function:
+        try:
+            execution.resolve(function)
+        except Exception as exc:
+            error = str(exc)
+    conn.send_bytes(_request.encode(Ready(error=error)))
+    if error:
+        return
+    while True:
+        try:
+            raw = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the supervisor is gone
+        request = _decode_request.decode(raw)
+        try:
+            work = codec.decode_json(bytes(request.work))
+            outcome = execution.execute(work, request.function)
+        except Exception as exc:
+            outcome = Outcome(ok=False, failure=execution.failure_from(exc))
+        conn.send_bytes(_request.encode(outcome))
+
+
+class Child:
+    """One child process and the pipe to it."""
+
+    def __init__(self, function: str | None, ctx: Any = None) -> None:
+        ctx = ctx or context()
+        self.conn, theirs = ctx.Pipe()
+        self.process = ctx.Process(
+            target=child_main, args=(theirs, function), name="workflow-child"
+        )
+        self.process.start()
+        theirs.close()
+        self.work: Work | None = None
+        self.started = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid  # type: ignore[no-any-return]
+
+    def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> str | None:
+        """None once the child is ready, else why it is not (it then exits)."""
+        if not self.conn.poll(timeout_s):
+            self.stop()
+            return f"the child process did not start within {timeout_s:.0f} s"
+        try:
+            return _decode_ready.decode(self.conn.recv_bytes()).error
+        except (EOFError, OSError):
+            return self.exit_failure().message
+
+    def send(self, work: Work, function: str | None) -> None:
+        """Start running `work` in the child."""
+        self.work, self.started = work, time.monotonic()
+        self.conn.send_bytes(
+            _request.encode(_Request(work=msgspec.Raw(work.to_json()), function=function))
+        )
+
+    def receive(self) -> Outcome:
+        """The outcome of the current work; a crash is an outcome too."""
+        try:
+            outcome = _decode_outcome.decode(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            self.process.join(1.0)
+            outcome = Outcome(ok=False, failure=self.exit_failure())
+        self.work = None
+        return outcome
+
+    def alive(self) -> bool:
+        return bool(self.process.is_alive())
+
+    def exit_failure(self) -> Failure:
+        """A failure record describing how the child died."""
+        self.process.join(1.0)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            how = f"killed by {name}"
+            if -code == signal.SIGKILL:
+                how += " (out of memory, or killed from outside)"
+        else:
+            how = f"exited with code {code}"
+        return Failure(kind="crash", message=f"the process running the work died: {how}",
+                       time=time.time())  # fmt: skip
+
+    def stop(self, kill_after_s: float = KILL_AFTER_S) -> None:
+        """SIGTERM the child's process group, then SIGKILL whatever is left."""
+        self._signal(signal.SIGTERM)
+        self.process.join(kill_after_s)
+        self._signal(signal.SIGKILL)
+        self.process.join(5.0)
+        self.conn.close()
+
+    def _signal(self, sig: int) -> None:
+        for target in (lambda: os.killpg(self.pid, sig), lambda: os.kill(self.pid, sig)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                target()

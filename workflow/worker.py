@@ -1,0 +1,466 @@
+"""`workflow run`: the supervisor that withdraws works, keeps their leases, and runs them.
+
+Three threads, each with one job:
+- the main thread hands works to warm child processes (`pool.Child`), collects their
+  outcomes, completes the works, stops children whose work ran past its `timeout`, and
+  runs the shutdown;
+- a fetch thread withdraws as many works as there are free children, blocking on the
+  wake-up signal when the queue is empty (a deposit wakes it within milliseconds);
+- a heartbeat thread renews the leases of every work held and publishes the worker's
+  record; user code runs in other processes and cannot block it. A lease found lost or
+  cancelled stops the child running that work, and its outcome is not written.
+
+Shutdown (SIGTERM/SIGINT): stop withdrawing, hand back works not started, let running
+works finish for `grace_s`, then stop them and hand them back (the attempt is not
+counted). A second signal skips the grace period. Exit codes: 0 after a normal stop
+(signal, `lives` used up, `burst` and nothing left), 1 when the worker cannot start (the
+function does not import, Redis is unreachable).
+
+In-process mode (`in_process=True`) runs works in the main thread: no process start-up
+or pipe per work, so the fastest, but a timeout cannot stop the work (the lease
+backstop reclaims it after `timeout` + grace) and a crash takes the worker down (the
+lease brings the work back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Any
+
+import msgspec
+
+from workflow import execution
+from workflow.client import Client
+from workflow.errors import ConnectionError, LeaseLost, WorkflowError, WorkNotFound
+from workflow.execution import Outcome
+from workflow.ids import new_id
+from workflow.keys import worker_key, workers_key
+from workflow.pool import KILL_AFTER_S, Child
+from workflow.work import Failure, Work
+
+__all__ = ["Worker", "WorkerInfo"]
+
+log = logging.getLogger("workflow.worker")
+
+GRACE_S = 30.0
+"""On SIGTERM, running works get this long to finish before they are handed back."""
+NO_RETRY = frozenset({"config"})
+"""Failure kinds that no retry can fix: the work fails at once."""
+SLEEP_S = 1.0
+"""Longest single idle wait before the queue is checked again (deposits wake at once)."""
+
+
+Verdict = Failure | str
+"""Decided outside the child: "lost" (do not complete), "release", or a timeout Failure."""
+
+
+class WorkerInfo(msgspec.Struct, kw_only=True):
+    """A worker's heartbeat record, as `workflow status` shows it."""
+
+    name: str
+    host: str
+    pid: int
+    pipelines: list[str]
+    function: str | None
+    concurrency: int
+    started: float
+    beat: float
+    processed: int = 0
+    failed: int = 0
+    current: list[str] = []
+
+
+class Worker:
+    """Run works of `pipelines` until stopped. See the module docstring."""
+
+    def __init__(
+        self,
+        client: Client,
+        pipelines: list[str],
+        function: str | None = None,
+        *,
+        concurrency: int = 1,
+        lives: int = -1,
+        sleep_s: float = SLEEP_S,
+        burst: bool = False,
+        in_process: bool = False,
+        grace_s: float = GRACE_S,
+        kill_after_s: float = KILL_AFTER_S,
+        filters: dict[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.client = client
+        self.pipelines = list(pipelines)
+        self.function = function
+        self.concurrency = 1 if in_process else max(1, concurrency)
+        self.lives, self.burst, self.in_process = lives, burst, in_process
+        self.sleep_s, self.grace_s, self.kill_after_s = sleep_s, grace_s, kill_after_s
+        self.filters = filters or {}
+        self.info = WorkerInfo(
+            name=name or f"{socket.gethostname()}.{os.getpid()}.{new_id()[-6:]}",
+            host=socket.gethostname(), pid=os.getpid(), pipelines=self.pipelines,
+            function=function, concurrency=self.concurrency, started=time.time(), beat=0.0,
+        )  # fmt: skip
+        self._lock = threading.Lock()
+        self._space = threading.Condition(self._lock)  # a child became free
+        self._held: dict[str, Work] = {}  # every work whose lease we hold, by id
+        self._pending: deque[Work] = deque()  # withdrawn, not started
+        self._busy: dict[str, Child | None] = {}  # work id -> its child (None: in-process)
+        self._idle: list[Child] = []
+        self._verdicts: dict[str, Verdict] = {}  # work id -> outcome decided from outside
+        self._kill_at: dict[int, float] = {}  # child pid -> when to SIGKILL
+        self._taken = 0
+        self._drained = False
+        self._stop = threading.Event()
+        self._grace_end = float("inf")
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # -- public -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit code."""
+        self._install_signals()
+        if not self.in_process:
+            for _ in range(self.concurrency):
+                child = Child(self.function)
+                error = child.wait_ready()
+                if error:
+                    log.error("cannot start: %s", error)
+                    self._stop_children([child, *self._idle])
+                    return 1
+                self._idle.append(child)
+        try:
+            self.client.redis.ping()
+        except Exception as exc:
+            log.error("cannot reach Redis at %s: %s", self.client.settings.url, exc)
+            self._stop_children(self._idle)
+            return 1
+        log.info("worker %s: pipelines %s, function %s, concurrency %d%s", self.info.name,
+                 ", ".join(self.pipelines), self.function or "(each work's own)",
+                 self.concurrency, ", in-process" if self.in_process else "")  # fmt: skip
+        threads = [threading.Thread(target=t, daemon=True, name=t.__name__)
+                   for t in (self._fetch_loop, self._heartbeat_loop)]  # fmt: skip
+        for t in threads:
+            t.start()
+        try:
+            self._main_loop()
+        finally:
+            self._shutdown(threads)
+        return 0
+
+    def stop(self, now: bool = False) -> None:
+        """Stop withdrawing; running works get `grace_s` (none if `now`) to finish."""
+        if not self._stop.is_set():
+            log.info("stopping: no new works; %d running get %.0f s to finish",
+                     len(self._busy), 0 if now else self.grace_s)  # fmt: skip
+            self._grace_end = time.monotonic() + (0 if now else self.grace_s)
+            self._stop.set()
+        elif now:
+            self._grace_end = time.monotonic()
+        self._wake()
+        if self._lock.acquire(blocking=False):  # a signal handler must not wait for the lock
+            try:
+                self._space.notify_all()
+            finally:
+                self._lock.release()
+
+    # -- main thread --------------------------------------------------------------------
+
+    def _main_loop(self) -> None:
+        while True:
+            self._dispatch()
+            with self._lock:
+                idle_now = not self._busy and not self._pending
+                if idle_now and (self._stop.is_set() or self._lives_left() == 0 or self._drained):
+                    return
+                conns = [c.conn for c in self._busy.values()]
+            if self._stop.is_set() and time.monotonic() >= self._grace_end:
+                self._hand_back_running()
+            for conn in wait([*conns, self._wake_r], timeout=self._next_timeout()):
+                if conn == self._wake_r:
+                    os.read(self._wake_r, 4096)
+                else:
+                    self._collect(next(c for c in list(self._busy.values()) if c.conn is conn))
+            self._enforce_timeouts()
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending or (not self.in_process and not self._idle):
+                    return
+                work = self._pending.popleft()
+                if self._stop.is_set():
+                    self._release(work)
+                    continue
+                child = None if self.in_process else self._idle.pop()
+                self._busy[work.id] = child  # type: ignore[index]
+            log.info("work=%s start: pipeline %s, attempt %d", work.id, work.pipeline, work.attempt)
+            if child is None:
+                t0 = time.monotonic()
+                outcome = execution.execute(work, self.function)
+                with self._lock:
+                    del self._busy[work.id]  # type: ignore[arg-type]
+                self._finish(work, outcome, time.monotonic() - t0)
+            else:
+                try:
+                    child.send(work, self.function)
+                except OSError:
+                    self._collect(child)  # it died between works: a crash outcome
+
+    def _collect(self, child: Child) -> None:
+        work = child.work
+        assert work is not None
+        outcome = child.receive()
+        elapsed = time.monotonic() - child.started
+        with self._lock:
+            del self._busy[work.id]  # type: ignore[arg-type]
+            self._space.notify()
+        if child.alive() and child.pid not in self._kill_at:
+            self._idle.append(child)
+        else:
+            self._kill_at.pop(child.pid, None)
+            child.stop(0)
+            if not self._stop.is_set():
+                self._replace_child()
+        self._finish(work, outcome, elapsed)
+
+    def _replace_child(self) -> None:
+        child = Child(self.function)
+        error = child.wait_ready()
+        if error:  # the function imported before: something is badly wrong now
+            log.error("cannot restart a child: %s; stopping", error)
+            self.stop(now=True)
+        else:
+            self._idle.append(child)
+
+    def _finish(self, work: Work, outcome: Outcome, elapsed: float) -> None:
+        with self._lock:
+            verdict = self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
+            self._held.pop(work.id, None)  # type: ignore[arg-type]
+        if verdict == "lost":
+            log.warning("work=%s not completed: its lease was lost or it was cancelled", work.id)
+            return
+        if verdict == "release":
+            self._complete(work, "release", None)
+            log.info("work=%s handed back to the queue", work.id)
+            return
+        work.results, work.products, work.plots = outcome.results, outcome.products, outcome.plots
+        if isinstance(verdict, Failure) or not outcome.ok:
+            status = self._complete(work, "failure", verdict or outcome.failure)  # type: ignore[arg-type]
+            self.info.failed += 1
+        else:
+            status = self._complete(work, "success", None)
+            self.info.processed += 1
+        why = f": {work.error.message}" if status != "success" and work.error else ""
+        said = "failure, retry scheduled" if status == "queued" else status
+        log.info("work=%s %s after %.3f s%s", work.id, said, elapsed, why)
+
+    def _complete(self, work: Work, outcome: str, failure: Failure | None) -> str:
+        delay = 0.1
+        deadline = time.monotonic() + max(self.client.settings.lease_ms / 1000, 5.0)
+        while True:
+            try:
+                return self.client.complete(
+                    work, outcome, failure=failure,  # type: ignore[arg-type]
+                    terminal=failure is not None and failure.kind in NO_RETRY,
+                )  # fmt: skip
+            except (LeaseLost, WorkNotFound) as exc:
+                log.warning("work=%s completion rejected: %s", work.id, exc)
+                return "rejected"
+            except ConnectionError as exc:
+                if time.monotonic() > deadline:
+                    log.error("work=%s could not be completed (%s); its lease will expire and "
+                              "it will be retried", work.id, exc)  # fmt: skip
+                    return "unrecorded"
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _enforce_timeouts(self) -> None:
+        now = time.monotonic()
+        for child in list(self._busy.values()):
+            if child is None or child.work is None or child.pid in self._kill_at:
+                continue
+            if now - child.started >= child.work.timeout:
+                self._decide(child.work.id, Failure(  # type: ignore[arg-type]
+                    kind="timeout", time=time.time(),
+                    message=f"exceeded its timeout of {child.work.timeout} s; stopped",
+                ))  # fmt: skip
+                self._terminate(child)
+        for child in list(self._busy.values()):
+            if child is not None and self._kill_at.get(child.pid, float("inf")) <= now:
+                child._signal(signal.SIGKILL)
+
+    def _hand_back_running(self) -> None:
+        for work_id, child in list(self._busy.items()):
+            if child is not None and child.pid not in self._kill_at:
+                self._decide(work_id, "release")
+                self._terminate(child)
+
+    def _terminate(self, child: Child) -> None:
+        child._signal(signal.SIGTERM)
+        self._kill_at[child.pid] = time.monotonic() + self.kill_after_s
+
+    def _decide(self, work_id: str, verdict: Verdict) -> None:
+        with self._lock:
+            self._verdicts.setdefault(work_id, verdict)
+
+    def _next_timeout(self) -> float:
+        now = time.monotonic()
+        moments = [self._grace_end, now + 1.0, *self._kill_at.values()]
+        moments += [c.started + c.work.timeout for c in self._busy.values() if c and c.work]
+        return max(0.0, min(moments) - now)
+
+    def _release(self, work: Work) -> None:
+        with self._lock:
+            self._held.pop(work.id, None)  # type: ignore[arg-type]
+        self._complete(work, "release", None)
+
+    def _shutdown(self, threads: list[threading.Thread]) -> None:
+        self._stop.set()
+        for t in threads:
+            t.join(timeout=self.sleep_s + 5)
+        with self._lock:
+            pending, self._pending = list(self._pending), deque()
+        for work in pending:
+            self._release(work)
+        self._stop_children(self._idle)
+        try:
+            self.client.redis.zrem(workers_key(self.client.settings.prefix), self.info.name)
+            self.client.redis.delete(worker_key(self.client.settings.prefix, self.info.name))
+        except Exception:
+            pass
+        log.info("worker %s stopped: %d succeeded, %d failed", self.info.name,
+                 self.info.processed, self.info.failed)  # fmt: skip
+
+    def _stop_children(self, children: list[Child]) -> None:
+        for child in children:
+            child.stop(self.kill_after_s)
+        children.clear()
+
+    # -- fetch thread -------------------------------------------------------------------
+
+    def _lives_left(self) -> int:
+        return -1 if self.lives < 0 else self.lives - self._taken
+
+    def _free(self) -> int:
+        free = self.concurrency - len(self._busy) - len(self._pending)
+        return free if self.lives < 0 else min(free, self._lives_left())
+
+    def _fetch_loop(self) -> None:
+        delay = 0.1
+        while not self._stop.is_set():
+            with self._space:
+                while self._free() <= 0 and self._lives_left() != 0 and not self._stop.is_set():
+                    self._space.wait(1.0)
+                free = self._free()
+                nothing_held = not self._held
+            if self._lives_left() == 0 or self._stop.is_set():
+                self._wake()
+                return
+            try:
+                works = self.client.withdraw(
+                    self.pipelines, count=free, timeout_s=0 if self.burst else self.sleep_s,
+                    **self.filters,
+                )  # fmt: skip
+                delay = 0.1
+            except ConnectionError as exc:
+                log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            with self._lock:
+                self._pending.extend(works)
+                self._held.update((w.id, w) for w in works)  # type: ignore[misc]
+                self._taken += len(works)
+                if not works and self.burst and nothing_held and self._nothing_due():
+                    self._drained = True
+            if works or self._drained:
+                self._wake()
+            if self._drained:
+                return
+            if not works and self.burst:
+                time.sleep(0.05)
+
+    def _nothing_due(self) -> bool:
+        return all(
+            (c := self.client.counts(p))["queued"] + c["delayed"] == 0 for p in self.pipelines
+        )
+
+    # -- heartbeat thread ---------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        interval = max(self.client.settings.lease_ms / 3000, 0.05)
+        while not self._stop.wait(interval) or self._busy:
+            with self._lock:
+                held = list(self._held.values())
+            try:
+                self._renew(held)
+                self._beat(held, ttl_s=max(3 * interval, 10))
+            except WorkflowError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            if self._stop.is_set() and not self._busy:
+                return
+
+    def _renew(self, held: list[Work]) -> None:
+        if not held:
+            return
+        for work, result in zip(held, self.client.renew(held), strict=True):
+            if result != "ok":
+                log.warning("work=%s lease %s: stopping it", work.id, result)
+                self._decide(work.id, "lost")  # type: ignore[arg-type]
+                with self._lock:
+                    child = self._busy.get(work.id)  # type: ignore[arg-type]
+                    if work in self._pending:
+                        self._pending.remove(work)
+                        self._held.pop(work.id, None)  # type: ignore[arg-type]
+                        self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
+                        self._space.notify()
+                if child is not None:
+                    self._terminate(child)
+                    self._wake()
+
+    def _beat(self, held: list[Work], ttl_s: float) -> None:
+        self.info.beat = time.time()
+        self.info.current = [w.id for w in held]  # type: ignore[misc]
+        prefix = self.client.settings.prefix
+        pipe = self.client.redis.pipeline(transaction=False)
+        pipe.set(
+            worker_key(prefix, self.info.name), msgspec.json.encode(self.info), px=int(ttl_s * 1000)
+        )
+        pipe.zadd(workers_key(prefix), {self.info.name: int(self.info.beat * 1000)})
+        pipe.zremrangebyscore(workers_key(prefix), "-inf", int((self.info.beat - 3 * ttl_s) * 1000))
+        pipe.execute()
+
+    # -- signals ------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop(now=self._stop.is_set()))
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # a full pipe already wakes the main thread
+            os.write(self._wake_w, b"x")
+
+
+def list_workers(client: Client) -> list[WorkerInfo]:
+    """The workers whose heartbeat has not expired, by name."""
+    prefix = client.settings.prefix
+    names = [n.decode() for n in client.redis.zrange(workers_key(prefix), 0, -1)]
+    if not names:
+        return []
+    records = client.redis.mget([worker_key(prefix, n) for n in names])
+    return [msgspec.json.decode(r, type=WorkerInfo) for r in records if r]
+
+
+__all__ += ["list_workers"]
