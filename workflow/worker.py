@@ -203,18 +203,28 @@ class Worker:
                     continue
                 child = None if self.in_process else self._idle.pop()
                 self._busy[work.id] = child  # type: ignore[index]
-            log.info("work=%s start: pipeline %s, attempt %d", work.id, work.pipeline, work.attempt)
             if child is None:
+                self._log_start(work)
                 t0 = time.monotonic()
                 outcome = execution.execute(work, self.function)
                 with self._lock:
                     del self._busy[work.id]  # type: ignore[arg-type]
+                    self._space.notify()
                 self._finish(work, outcome, time.monotonic() - t0)
             else:
                 try:
                     child.send(work, self.function)
-                except OSError:
-                    self._collect(child)  # it died between works: a crash outcome
+                    self._log_start(work)  # after the send: not on the latency path
+                except OSError:  # the child died while idle: the work never started
+                    with self._lock:
+                        del self._busy[work.id]  # type: ignore[arg-type]
+                        self._pending.appendleft(work)
+                    child.stop(0)
+                    self._replace_child()
+
+    @staticmethod
+    def _log_start(work: Work) -> None:
+        log.info("work=%s start: pipeline %s, attempt %d", work.id, work.pipeline, work.attempt)
 
     def _collect(self, child: Child) -> None:
         work = child.work
