@@ -106,28 +106,46 @@ class Client:
 
     def deposit(self, works: Iterable[Work], *, delay_s: float = 0) -> list[bool]:
         """Queue works (any pipelines). Ids are assigned where missing; an id that exists
-        already is left unchanged (False in the result), so re-depositing is harmless."""
+        already is left unchanged (False in the result), so re-depositing is harmless.
+        Every work is validated and encoded before anything is sent: an invalid one
+        raises `ValidationError` and none of the batch is deposited."""
         works = list(works)
-        by_pipeline: dict[str, list[Work]] = {}
+        if (
+            isinstance(delay_s, bool)
+            or not isinstance(delay_s, int | float)
+            or not 0 <= delay_s < 1e9
+        ):
+            raise ValidationError("delay_s", "must be a finite number of seconds >= 0", delay_s)
         for w in works:
             if not isinstance(w, Work):
                 raise ValidationError("work", "must be a Work", w)
             w.validate()
-            if w.id is None:
-                w.id = new_id()
+        by_pipeline: dict[str, list[Work]] = {}
+        for w in works:
             by_pipeline.setdefault(w.pipeline, []).append(w)
-        if isinstance(delay_s, bool) or not isinstance(delay_s, int | float) or delay_s < 0:
-            raise ValidationError("delay_s", "must be a number of seconds >= 0", delay_s)
-        created: dict[int, bool] = {}
-        for pipeline, group in by_pipeline.items():
+        assigned = [w for w in works if w.id is None]
+        for w in assigned:
+            w.id = new_id()
+        try:
+            calls = [
+                (group[i : i + DEPOSIT_CHUNK], core.deposit_call(
+                    self.settings, pipeline, group[i : i + DEPOSIT_CHUNK], int(delay_s * 1000)
+                ))
+                for pipeline, group in by_pipeline.items()
+                for i in range(0, len(group), DEPOSIT_CHUNK)
+            ]  # fmt: skip
+        except ValidationError:
+            for w in assigned:
+                w.id = None
+            raise
+        for pipeline in by_pipeline:
             self._register(pipeline)
-            for i in range(0, len(group), DEPOSIT_CHUNK):
-                chunk = group[i : i + DEPOSIT_CHUNK]
-                call = core.deposit_call(self.settings, pipeline, chunk, int(delay_s * 1000))
-                for w, new in zip(chunk, self._run(call), strict=True):
-                    created[id(w)] = bool(new)
-                    if new:
-                        w.status, w.attempt = "queued", 0
+        created: dict[int, bool] = {}
+        for chunk, call in calls:
+            for w, new in zip(chunk, self._run(call), strict=True):
+                created[id(w)] = bool(new)
+                if new:
+                    w.status, w.attempt = "queued", 0
         return [created[id(w)] for w in works]
 
     def withdraw(
@@ -136,32 +154,45 @@ class Client:
         *,
         count: int = 1,
         timeout_s: float = 0,
+        event: int | list[int] | None = None,
+        site: str | None = None,
+        user: str | None = None,
+        tags: list[str] | None = None,
         tags_mode: str = "any",
-        **filters: Any,
+        priority: int | None = None,
+        parent: str | None = None,
     ) -> list[Work]:
         """Lease up to `count` works from the pipelines, in the order given, highest
         priority first then oldest. Waits up to `timeout_s` for work to arrive, woken by
-        deposits within milliseconds. Filters: event, site, user, tags, priority, parent."""
-        names = [pipelines] if isinstance(pipelines, str) else list(pipelines)
-        if not names:
-            raise ValidationError("pipeline", "give at least one pipeline")
+        deposits within milliseconds. Filters as in the original API; see `Filters`."""
+        names = [pipelines] if isinstance(pipelines, str) else pipelines
+        if not isinstance(names, list | tuple) or not names:
+            raise ValidationError("pipeline", "give a pipeline name or a list of them", pipelines)
         for name in names:
             core.check_pipeline(name)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValidationError("count", "must be an integer >= 1", count)
+        if (
+            isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, int | float)
+            or not (0 <= timeout_s < 1e9)
+        ):
+            raise ValidationError("timeout_s", "must be a finite number of seconds >= 0", timeout_s)
         count = min(count, self.settings.scan_limit)
-        f = core.Filters.make(tags_mode=tags_mode, **filters)
-        deadline = time.monotonic() + max(float(timeout_s), 0.0)
+        f = core.Filters.make(event=event, site=site, user=user, tags=tags,
+                              tags_mode=tags_mode, priority=priority, parent=parent)  # fmt: skip
+        deadline = time.monotonic() + timeout_s
         while True:
             works: list[Work] = []
             wait_ms = -1
             for name in names:
-                got, hint = self._withdraw_one(name, count - len(works), f)
-                works += got
-                if hint > 0:
-                    wait_ms = hint if wait_ms < 0 else min(wait_ms, hint)
-                if len(works) >= count:
-                    break
+                while len(works) < count:
+                    got, hint, corrupt = self._withdraw_one(name, count - len(works), f)
+                    works += got
+                    if hint > 0:
+                        wait_ms = hint if wait_ms < 0 else min(wait_ms, hint)
+                    if not corrupt:  # corrupt records took places: ask again for them
+                        break
             remaining = deadline - time.monotonic()
             if works or remaining <= 0:
                 return works
@@ -170,7 +201,9 @@ class Client:
                 wait = min(wait, wait_ms / 1000)
             self._wait_for_wake(names, wait)
 
-    def _withdraw_one(self, pipeline: str, count: int, f: core.Filters) -> tuple[list[Work], int]:
+    def _withdraw_one(
+        self, pipeline: str, count: int, f: core.Filters
+    ) -> tuple[list[Work], int, int]:
         call = core.withdraw_call(
             self.settings, pipeline, count, f, secrets.token_hex(8), random.random()
         )
@@ -185,16 +218,14 @@ class Client:
                 continue
             work._token = token  # type: ignore[attr-defined]
             works.append(work)
-        return works, wait_ms
+        return works, wait_ms, len(records) - len(works)
 
     def _fail_corrupt(self, pipeline: str, work_id: str, token: str, exc: CorruptWork) -> None:
         """A record that cannot be decoded can never run: fail it terminally, keep going."""
         log.error("work %s: %s; marking it failed", work_id, exc)
         failure = Failure(kind="corrupt", message=str(exc), time=time.time())
-        stub = Work.__new__(Work)  # only pipeline and id are read by complete_call
-        stub.pipeline, stub.id = pipeline, work_id
         call = core.complete_call(
-            self.settings, stub, token, "failure", random.random(), terminal=True,
+            self.settings, pipeline, work_id, token, "failure", random.random(), terminal=True,
             changes=("", ["error", codec.encode_failure(failure)]),
         )  # fmt: skip
         self._run(call)
@@ -240,7 +271,8 @@ class Client:
             failure.attempt = failure.attempt or work.attempt
             failure.time = failure.time or time.time()
         call = core.complete_call(
-            self.settings, work, _token(work), outcome, random.random(), terminal=terminal,
+            self.settings, work.pipeline, work.id, _token(work), outcome,  # type: ignore[arg-type]
+            random.random(), terminal=terminal,
             changes=core.completion_fields(work, outcome, failure),
         )  # fmt: skip
         status = core.decode_status(self._run(call), work.id, "complete")  # type: ignore[arg-type]

@@ -45,8 +45,10 @@ _MISSING = re.compile(r"missing required field `([^`]+)`")
 
 
 def encode_json(work: Work) -> bytes:
-    """The full payload as JSON."""
-    return _encode("payload", work)
+    """The full payload as JSON; `ValidationError` names a field that cannot be stored."""
+    for name, value in msgspec.structs.asdict(work).items():
+        check_json(name, value)
+    return _encoder.encode(work)
 
 
 def decode_json(data: bytes | str) -> Work:
@@ -147,6 +149,8 @@ def decode_record(work_id: str, record: dict[str, bytes]) -> Work:
         raise CorruptWork(work_id, str(exc)) from None
     if work.id != work_id:
         raise CorruptWork(work_id, f"stored id {work.id!r} does not match its key")
+    if record.get("priority", b"%d" % work.priority) != b"%d" % work.priority:
+        raise CorruptWork(work_id, f"routing priority {record['priority']!r} is not the work's")
     return work
 
 

@@ -147,9 +147,9 @@ def withdraw_call(
         s.backoff_base_ms, s.backoff_max_ms, jitter, s.stream_maxlen,
         f.priority, f.site, f.user, f.parent,
         _json.encode(list(f.tags)) if f.tags else "", f.tags_mode,
-        _json.encode(list(f.event)) if f.event else "",
+        _json.encode(list(f.event)) if f.event else "", s.wake_cap,
     ]  # fmt: skip
-    keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done]
+    keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done, k.wake]
     return Call("withdraw", keys, args, retry_safe=False)
 
 
@@ -180,7 +180,8 @@ def decode_renew(reply: list[int]) -> list[RenewResult]:
 
 def complete_call(
     s: Settings,
-    work: Work,
+    pipeline: str,
+    work_id: str,
     token: str,
     outcome: Outcome,
     jitter: float,
@@ -188,16 +189,16 @@ def complete_call(
     terminal: bool = False,
     changes: tuple[str, list[Any]] = ("", []),
 ) -> Call:
-    """Finish the attempt of `work` held with `token`, storing `changes` (fields to
-    delete, field/value pairs) first."""
-    k = _keys(s, work.pipeline)
+    """Finish the attempt of work `work_id` held with `token`, storing `changes` (fields
+    to delete, field/value pairs) first."""
+    k = _keys(s, pipeline)
     dels, pairs = changes
     args = [
-        work.id, token, outcome, "1" if terminal else "0", s.backoff_base_ms,
+        work_id, token, outcome, "1" if terminal else "0", s.backoff_base_ms,
         s.backoff_max_ms, jitter, s.stream_maxlen, s.wake_cap, dels, *pairs,
     ]  # fmt: skip
     keys = [
-        work_key(s.prefix, work.pipeline, work.id),  # type: ignore[arg-type]
+        work_key(s.prefix, pipeline, work_id),
         k.queued, k.running, k.delayed, k.success, k.failure, k.seq, k.stats, k.done, k.wake,
     ]  # fmt: skip
     return Call("complete", keys, args, retry_safe=True)
@@ -248,8 +249,11 @@ def delete_call(s: Settings, pipeline: str, work_id: str) -> Call:
 def requeue_expired_call(s: Settings, pipeline: str, jitter: float) -> Call:
     """The recovery sweep of one pipeline."""
     k = _keys(s, pipeline)
-    keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done]
-    args = [k.work, s.recover_limit, s.backoff_base_ms, s.backoff_max_ms, jitter, s.stream_maxlen]
+    keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done, k.wake]
+    args = [
+        k.work, s.recover_limit, s.backoff_base_ms, s.backoff_max_ms, jitter, s.stream_maxlen,
+        s.wake_cap,
+    ]  # fmt: skip
     return Call("requeue_expired", keys, args, retry_safe=True)
 
 

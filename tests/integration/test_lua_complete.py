@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import pytest
 
 from workflow import Client, LeaseLost, Work, WorkNotFound, core
-from workflow.client import format_exception
+from workflow.execution import failure_from as format_exception
 from workflow.keys import PipelineKeys, pipeline_keys, work_key
 from workflow.scripting import load
 
@@ -64,7 +64,9 @@ def boom() -> Exception:
 
 def raw_fail(client: Client, work: Work, jitter: float) -> Any:
     """A failure completion with a chosen jitter, built by the core as the client does."""
-    call = core.complete_call(client.settings, work, work._token, "failure", jitter)
+    call = core.complete_call(
+        client.settings, work.pipeline, work.id, work._token, "failure", jitter
+    )
     return client.redis.eval(load(call.script).source, len(call.keys), *call.keys, *call.args)
 
 

@@ -105,7 +105,7 @@ def test_redeposit_of_a_running_or_finished_work_does_not_requeue_it(client: Cli
     assert client.redis.zcard(keys(client).queued) == 0
 
 
-def test_delay_parks_the_work_in_delayed_without_a_wake_token(client: Client) -> None:
+def test_delay_parks_the_work_in_delayed_with_one_wake_token(client: Client) -> None:
     k = keys(client)
     before = now_ms(client)
     w = Work(pipeline=P)
@@ -117,7 +117,8 @@ def test_delay_parks_the_work_in_delayed_without_a_wake_token(client: Client) ->
     assert client.redis.zscore(k.queued, w.id) is None
     assert record(client, w.id)[b"status"] == b"queued"
     assert client.redis.get(k.seq) is None  # a sequence number is taken on promotion
-    assert client.redis.llen(k.wake) == 0  # nobody to wake before it is due
+    # One token: a blocked withdrawer wakes, finds it not due, and waits until it is.
+    assert client.redis.llen(k.wake) == 1
     assert client.stats(P)["deposited"] == 1
 
 

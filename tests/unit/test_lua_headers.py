@@ -17,7 +17,7 @@ CALLS: dict[str, core.Call] = {
     "deposit": core.deposit_call(S, "p", [WORK]),
     "withdraw": core.withdraw_call(S, "p", 1, core.Filters(), "tok", 0.5),
     "renew": core.renew_call(S, "p", [("w1", "tok:1")]),
-    "complete": core.complete_call(S, WORK, "tok:1", "success", 0.5),
+    "complete": core.complete_call(S, "p", "w1", "tok:1", "success", 0.5),
     "update": core.update_call(S, WORK, "", "queued"),
     "cancel": core.cancel_call(S, "p", "w1", Failure(kind="cancelled")),
     "delete": core.delete_call(S, "p", "w1"),

@@ -17,8 +17,8 @@ local cancelled, stats, done = KEYS[5], KEYS[6], KEYS[7]
 local id, err, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3])
 --@include lifecycle
 
-local status = redis.call('HGET', wkey, 'status')
-if not status then return -1 end
+if redis.call('EXISTS', wkey) == 0 then return -1 end
+local status = redis.call('HGET', wkey, 'status') or 'unknown'
 if status == 'success' or status == 'failure' or status == 'cancelled' then return -3 end
 redis.call('ZREM', queued, id)
 redis.call('ZREM', delayed, id)

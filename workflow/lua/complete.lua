@@ -34,8 +34,8 @@ local id, token, outcome = ARGV[1], ARGV[2], ARGV[3]
 local terminal_now = ARGV[4] == '1'
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[5]), backoff_max = tonumber(ARGV[6]),
-  jitter = tonumber(ARGV[7]), maxlen = tonumber(ARGV[8])}
-local wake_cap = tonumber(ARGV[9])
+  jitter = tonumber(ARGV[7]), maxlen = tonumber(ARGV[8]),
+  wake = wake, wake_cap = tonumber(ARGV[9])}
 --@include lifecycle
 
 local rec = redis.call('HMGET', wkey, 'status', 'token', 'last')
@@ -63,11 +63,10 @@ if outcome == 'success' then
   finish(wkey, id, 'success', now, success, stats, done, b.maxlen)
   new = 'success'
 elseif outcome == 'release' then
-  redis.call('HINCRBY', wkey, 'attempt', -1)
-  redis.call('HSET', wkey, 'status', 'queued')
+  local attempt = tonumber(redis.call('HGET', wkey, 'attempt')) or 1
+  redis.call('HSET', wkey, 'status', 'queued', 'attempt', math.max(attempt - 1, 0))
   redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
-  redis.call('LPUSH', wake, '1')
-  redis.call('LTRIM', wake, 0, wake_cap - 1)
+  wake_one(b)
   redis.call('HINCRBY', stats, 'released', 1)
   new = 'queued'
 else

@@ -9,13 +9,13 @@
 -- KEYS[7] {prefix}:{p}:cancelled ZSET
 -- KEYS[8] {prefix}:{p}:stats     HASH
 -- ARGV[1] id
--- Returns: the status the work had
+-- Returns: the status the work had ('unknown' for a record without one)
 -- Errors: -1 NOT_FOUND
 local wkey, stats = KEYS[1], KEYS[8]
 local id = ARGV[1]
 
-local status = redis.call('HGET', wkey, 'status')
-if not status then return -1 end
+if redis.call('EXISTS', wkey) == 0 then return -1 end
+local status = redis.call('HGET', wkey, 'status') or 'unknown'
 for k = 2, 7 do redis.call('ZREM', KEYS[k], id) end
 redis.call('DEL', wkey)
 redis.call('HINCRBY', stats, 'deleted', 1)

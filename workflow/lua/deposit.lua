@@ -42,11 +42,10 @@ while i <= #ARGV do
 end
 if added > 0 then
   redis.call('HINCRBY', stats, 'deposited', added)
-  if delay_ms == 0 then
-    local tokens = {}
-    for _ = 1, math.min(added, wake_cap) do tokens[#tokens + 1] = '1' end
-    redis.call('LPUSH', wake, unpack(tokens))
-    redis.call('LTRIM', wake, 0, wake_cap - 1)
-  end
+  -- Delayed works wake one withdrawer too: it learns when the first is due.
+  local tokens = {}
+  for _ = 1, (delay_ms == 0) and math.min(added, wake_cap) or 1 do tokens[#tokens + 1] = '1' end
+  redis.call('LPUSH', wake, unpack(tokens))
+  redis.call('LTRIM', wake, 0, wake_cap - 1)
 end
 return out

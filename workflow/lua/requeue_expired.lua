@@ -7,18 +7,21 @@
 -- KEYS[5] {prefix}:{p}:seq      STRING
 -- KEYS[6] {prefix}:{p}:stats    HASH
 -- KEYS[7] {prefix}:{p}:done     STREAM
+-- KEYS[8] {prefix}:{p}:wake     LIST
 -- ARGV[1] work key prefix ({prefix}:{p}:work:)
 -- ARGV[2] limit: most expired leases reclaimed, and most delayed works promoted
 -- ARGV[3] backoff_base_ms, ARGV[4] backoff_max_ms, ARGV[5] jitter in [0, 1)
 -- ARGV[6] stream_maxlen: approximate cap of the done stream
+-- ARGV[7] wake_cap: most wake-up tokens kept in the wake list
 -- Returns: {reclaimed, promoted}
 -- Errors: none
 local queued, running, delayed, failure = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local seq, stats, done = KEYS[5], KEYS[6], KEYS[7]
+local seq, stats, done, wake = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local prefix, limit = ARGV[1], tonumber(ARGV[2])
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[3]), backoff_max = tonumber(ARGV[4]),
-  jitter = tonumber(ARGV[5]), maxlen = tonumber(ARGV[6])}
+  jitter = tonumber(ARGV[5]), maxlen = tonumber(ARGV[6]),
+  wake = wake, wake_cap = tonumber(ARGV[7])}
 --@include lifecycle
 
 local now = now_ms()

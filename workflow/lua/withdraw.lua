@@ -8,6 +8,7 @@
 -- KEYS[5] {prefix}:{p}:seq      STRING
 -- KEYS[6] {prefix}:{p}:stats    HASH
 -- KEYS[7] {prefix}:{p}:done     STREAM
+-- KEYS[8] {prefix}:{p}:wake     LIST
 -- ARGV[1]  work key prefix ({prefix}:{p}:work:)
 -- ARGV[2]  count: most works to lease
 -- ARGV[3]  lease_ms: liveness lease length
@@ -21,12 +22,13 @@
 -- ARGV[13] site filter, ARGV[14] user filter, ARGV[15] parent filter ('' : any)
 -- ARGV[16] tags filter: JSON list ('' : any); ARGV[17] tags mode: 'any' | 'all'
 -- ARGV[18] event filter: JSON list of ints ('' : any), matches works sharing one
+-- ARGV[19] wake_cap: most wake-up tokens kept in the wake list
 -- Returns: {wait_ms, id1, fields1, id2, fields2, ...}; fields are HGETALL of the record
 --   after the transition. wait_ms is 0 when works are returned, else the ms until the
 --   next delayed work is due or lease expires (-1: nothing pending).
 -- Errors: none
 local queued, running, delayed, failure = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local seq, stats, done = KEYS[5], KEYS[6], KEYS[7]
+local seq, stats, done, wake = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local prefix = ARGV[1]
 local count = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
@@ -36,7 +38,8 @@ local scan_limit = tonumber(ARGV[6])
 local recover_limit = tonumber(ARGV[7])
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[8]), backoff_max = tonumber(ARGV[9]),
-  jitter = tonumber(ARGV[10]), maxlen = tonumber(ARGV[11])}
+  jitter = tonumber(ARGV[10]), maxlen = tonumber(ARGV[11]),
+  wake = wake, wake_cap = tonumber(ARGV[19])}
 local want_priority = tonumber(ARGV[12])
 local want_site, want_user, want_parent = ARGV[13], ARGV[14], ARGV[15]
 local want_tags = ARGV[16] ~= '' and cjson.decode(ARGV[16]) or nil
@@ -129,9 +132,9 @@ for i, id in ipairs(picked) do
   local timeout_s = tonumber(redis.call('HGET', wkey, 'timeout')) or 3600
   local deadline = now + timeout_s * 1000
   local token = token_base .. ':' .. i
-  redis.call('HINCRBY', wkey, 'attempt', 1)
-  redis.call('HSET', wkey, 'status', 'running', 'start', now, 'token', token,
-    'deadline', deadline)
+  local attempt = (tonumber(redis.call('HGET', wkey, 'attempt')) or 0) + 1
+  redis.call('HSET', wkey, 'status', 'running', 'attempt', attempt, 'start', now,
+    'token', token, 'deadline', deadline)
   redis.call('HDEL', wkey, 'stop')
   redis.call('ZADD', running, math.min(now + lease_ms, deadline + grace_ms), id)
   out[#out + 1] = id

@@ -28,8 +28,16 @@ local function finish(wkey, id, status, now, terminal, stats, done, maxlen)
   redis.call('HINCRBY', stats, status, 1)
 end
 
+-- One wake-up token for a blocked withdrawer (the list is capped at b.wake_cap).
+local function wake_one(b)
+  redis.call('LPUSH', b.wake, '1')
+  redis.call('LTRIM', b.wake, 0, b.wake_cap - 1)
+end
+
 -- A failed attempt: retry after backoff while attempts remain, else terminal failure.
--- `b` holds delayed, failure, stats, done, maxlen, backoff_base, backoff_max, jitter.
+-- `b` holds delayed, failure, stats, done, wake, maxlen, wake_cap, backoff_base,
+-- backoff_max, jitter. A retry wakes a blocked withdrawer, which then waits for its due
+-- time (withdraw's wait hint).
 -- Returns the new status.
 local function fail_or_retry(wkey, id, now, err, terminal_now, b)
   local attempt = tonumber(redis.call('HGET', wkey, 'attempt')) or 0
@@ -41,6 +49,7 @@ local function fail_or_retry(wkey, id, now, err, terminal_now, b)
     redis.call('HSET', wkey, 'status', 'queued')
     redis.call('ZADD', b.delayed, now + delay, id)
     redis.call('HINCRBY', b.stats, 'retried', 1)
+    wake_one(b)
     return 'queued'
   end
   finish(wkey, id, 'failure', now, b.failure, b.stats, b.done, b.maxlen)
