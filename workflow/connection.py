@@ -4,7 +4,8 @@ redis-py's defaults (a 5 s socket timeout and automatic retries that re-send com
 would turn a long blocking wait into a `TimeoutError` and could re-send a withdraw whose
 reply was lost. So: RESP2 (hiredis parses it), no automatic retries (the client retries
 only what is safe to repeat), a bounded socket timeout for commands, none for the
-blocking wake-up connection (its command carries its own timeout), TCP keepalive on both.
+blocking wake-up connection (its command carries its own timeout), TCP keepalive on both
+(TCP only: unix sockets have none).
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ HEALTH_CHECK_S = 30
 
 
 def _client(url: str, socket_timeout: float | None, name: str) -> redis.Redis:
+    tcp = {} if url.startswith("unix:") else {"socket_keepalive": True}
     return redis.Redis.from_url(
         url,
         protocol=2,
         socket_connect_timeout=CONNECT_TIMEOUT_S,
         socket_timeout=socket_timeout,
-        socket_keepalive=True,
         retry=Retry(NoBackoff(), 0),
         retry_on_timeout=False,
         health_check_interval=HEALTH_CHECK_S,
         decode_responses=False,
         client_name=name,
+        **tcp,
     )
 
 
