@@ -24,7 +24,13 @@ from workflow.errors import (
     WorkNotFound,
 )
 from workflow.ids import new_id
-from workflow.keys import namespace_pattern, pipeline_keys, pipelines_key, work_key
+from workflow.keys import (
+    namespace_pattern,
+    pipeline_keys,
+    pipeline_pattern,
+    pipelines_key,
+    work_key,
+)
 from workflow.scripting import SCRIPT_NAMES, load
 from workflow.settings import Settings
 from workflow.work import Failure, Work
@@ -328,6 +334,82 @@ class Client:
         except WorkNotFound:
             return False
         return True
+
+    def retry(self, work: Work | str, *, pipeline: str | None = None) -> str:
+        """Put a failed or cancelled work back in the queue as a new run (attempt 0, its
+        last error kept). Returns the status it had; `InvalidTransition` otherwise."""
+        work_id, pipeline = self._locate(work, pipeline)
+        reply = self._run(core.retry_call(self.settings, pipeline, work_id))
+        if reply == core.ErrorCode.BAD_STATUS:
+            raise InvalidTransition(work_id, self.get(work_id, pipeline=pipeline).status, "retry")
+        before = core.decode_status(reply, work_id, "retry")
+        if isinstance(work, Work):
+            work.status, work.attempt = "queued", 0
+        return before
+
+    def pause(self, pipeline: str) -> None:
+        """Stop handing out works of `pipeline` (deposits, renewals, completions and lease
+        recovery go on). Idempotent."""
+        key = pipeline_keys(self.settings.prefix, core.check_pipeline(pipeline)).paused
+        self._io(lambda: self.redis.set(key, b"1"), True)
+
+    def resume(self, pipeline: str) -> None:
+        """Hand out works of `pipeline` again, and wake its idle workers."""
+        k = pipeline_keys(self.settings.prefix, core.check_pipeline(pipeline))
+        pipe = self.redis.pipeline(transaction=True)  # one slot: both keys carry {pipeline}
+        pipe.delete(k.paused)
+        pipe.lpush(k.wake, b"1")
+        pipe.ltrim(k.wake, 0, self.settings.wake_cap - 1)
+        self._io(pipe.execute, True)
+
+    def paused(self, pipeline: str) -> bool:
+        """True while `pipeline` is paused."""
+        key = pipeline_keys(self.settings.prefix, core.check_pipeline(pipeline)).paused
+        return bool(self._io(lambda: self.redis.exists(key), True))
+
+    def ids(self, pipeline: str, state: str, *, limit: int = 100, offset: int = 0) -> list[str]:
+        """Ids of `pipeline` in one state (a name from `COUNT_SETS`): queued in withdraw
+        order, running by lease expiry, delayed by due time, finished newest first."""
+        if state not in COUNT_SETS:
+            raise ValidationError("state", f"must be one of {', '.join(COUNT_SETS)}", state)
+        for name, value in (("limit", limit), ("offset", offset)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValidationError(name, "must be an integer >= 0", value)
+        key = getattr(pipeline_keys(self.settings.prefix, core.check_pipeline(pipeline)), state)
+        newest_first = state in ("success", "failure", "cancelled")
+        read = self.redis.zrevrange if newest_first else self.redis.zrange
+        if limit == 0:
+            return []
+        raw = self._io(lambda: read(key, offset, offset + limit - 1), True)
+        return [m.decode() for m in raw]
+
+    def get_many(self, pipeline: str, ids: list[str]) -> list[Work | CorruptWork | None]:
+        """Works of one pipeline by id in one round trip: a Work, a `CorruptWork` error for
+        a record that cannot be decoded, or None for an id that does not exist."""
+        pipe = self.redis.pipeline(transaction=False)
+        for work_id in ids:
+            pipe.hgetall(work_key(self.settings.prefix, core.check_pipeline(pipeline), work_id))
+        out: list[Work | CorruptWork | None] = []
+        for work_id, record in zip(ids, self._io(pipe.execute, True), strict=True):
+            if not record:
+                out.append(None)
+                continue
+            try:
+                out.append(codec.decode_record(work_id, {k.decode(): v for k, v in record.items()}))
+            except CorruptWork as exc:
+                out.append(exc)
+        return out
+
+    def delete_pipeline(self, pipeline: str) -> int:
+        """Delete a pipeline and every work in it, whatever their state. Returns the number
+        of keys deleted. Workers still holding its works find them gone."""
+        pattern = pipeline_pattern(self.settings.prefix, core.check_pipeline(pipeline))
+        found = self._io(lambda: list(self.redis.scan_iter(match=pattern, count=1000)), True)
+        for i in range(0, len(found), 1000):
+            self._io(lambda batch=found[i : i + 1000]: self.redis.unlink(*batch), True)
+        self._io(lambda: self.redis.srem(pipelines_key(self.settings.prefix), pipeline), True)
+        self._registered.discard(pipeline)
+        return len(found)
 
     def requeue_expired(self, pipeline: str) -> tuple[int, int]:
         """Run the recovery sweep now: `(expired leases reclaimed, delayed works promoted)`."""

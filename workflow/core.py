@@ -31,6 +31,7 @@ __all__ = [
     "deposit_call",
     "renew_call",
     "requeue_expired_call",
+    "retry_call",
     "update_call",
     "withdraw_call",
 ]
@@ -130,7 +131,7 @@ def _keys(s: Settings, pipeline: str) -> PipelineKeys:
 def deposit_call(s: Settings, pipeline: str, works: list[Work], delay_ms: int = 0) -> Call:
     """Deposit works of one pipeline; every work already has its id."""
     k = _keys(s, pipeline)
-    args: list[Any] = [k.work, delay_ms, s.wake_cap]
+    args: list[Any] = [k.work, delay_ms, s.wake_cap, k.tp]
     for w in works:
         fields = codec.record_fields(w)
         args += [w.id, w.priority, len(fields) // 2, *fields]
@@ -147,9 +148,9 @@ def withdraw_call(
         s.backoff_base_ms, s.backoff_max_ms, jitter, s.stream_maxlen,
         f.priority, f.site, f.user, f.parent,
         _json.encode(list(f.tags)) if f.tags else "", f.tags_mode,
-        _json.encode(list(f.event)) if f.event else "", s.wake_cap,
+        _json.encode(list(f.event)) if f.event else "", s.wake_cap, k.tp,
     ]  # fmt: skip
-    keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done, k.wake]
+    keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done, k.wake, k.paused]
     return Call("withdraw", keys, args, retry_safe=False)
 
 
@@ -195,7 +196,7 @@ def complete_call(
     dels, pairs = changes
     args = [
         work_id, token, outcome, "1" if terminal else "0", s.backoff_base_ms,
-        s.backoff_max_ms, jitter, s.stream_maxlen, s.wake_cap, dels, *pairs,
+        s.backoff_max_ms, jitter, s.stream_maxlen, s.wake_cap, dels, k.tp, *pairs,
     ]  # fmt: skip
     keys = [
         work_key(s.prefix, pipeline, work_id),
@@ -231,9 +232,18 @@ def cancel_call(s: Settings, pipeline: str, work_id: str, failure: Failure) -> C
         work_key(s.prefix, pipeline, work_id),
         k.queued, k.running, k.delayed, k.cancelled, k.stats, k.done,
     ]  # fmt: skip
-    return Call(
-        "cancel", keys, [work_id, codec.encode_failure(failure), s.stream_maxlen], retry_safe=True
-    )
+    args = [work_id, codec.encode_failure(failure), s.stream_maxlen, k.tp]
+    return Call("cancel", keys, args, retry_safe=True)
+
+
+def retry_call(s: Settings, pipeline: str, work_id: str) -> Call:
+    """Put a failed or cancelled work back in the queue."""
+    k = _keys(s, pipeline)
+    keys = [
+        work_key(s.prefix, pipeline, work_id),
+        k.queued, k.failure, k.cancelled, k.seq, k.stats, k.wake,
+    ]  # fmt: skip
+    return Call("retry", keys, [work_id, s.wake_cap], retry_safe=True)
 
 
 def delete_call(s: Settings, pipeline: str, work_id: str) -> Call:
@@ -252,7 +262,7 @@ def requeue_expired_call(s: Settings, pipeline: str, jitter: float) -> Call:
     keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done, k.wake]
     args = [
         k.work, s.recover_limit, s.backoff_base_ms, s.backoff_max_ms, jitter, s.stream_maxlen,
-        s.wake_cap,
+        s.wake_cap, k.tp,
     ]  # fmt: skip
     return Call("requeue_expired", keys, args, retry_safe=True)
 

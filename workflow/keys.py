@@ -13,6 +13,8 @@ single Redis Cluster slot:
     {prefix}:{{p}}:stats       HASH  lifetime counters (deposited, withdrawn, success, ...)
     {prefix}:{{p}}:done        STREAM  one entry per finished work (results indexer input)
     {prefix}:{{p}}:wake        LIST  wake-up tokens for blocked withdrawers
+    {prefix}:{{p}}:paused      STRING  exists while the pipeline is paused
+    {prefix}:{{p}}:tp:<minute> HASH  finishes (and deposits) in that minute, by status; 2 h TTL
     {prefix}:{{p}}:work:<id>   HASH  one work record
 
 and global keys, written outside the per-pipeline scripts:
@@ -31,7 +33,9 @@ __all__ = [
     "PipelineKeys",
     "namespace_pattern",
     "pipeline_keys",
+    "pipeline_pattern",
     "pipelines_key",
+    "throughput_key",
     "work_key",
     "worker_key",
     "workers_key",
@@ -42,7 +46,7 @@ DEFAULT_PREFIX = "workflow"
 
 
 class PipelineKeys(NamedTuple):
-    """The keys of one pipeline; `work` is the prefix of its work records."""
+    """The keys of one pipeline; `work` and `tp` are prefixes (records, minute counters)."""
 
     queued: str
     running: str
@@ -54,6 +58,8 @@ class PipelineKeys(NamedTuple):
     stats: str
     done: str
     wake: str
+    paused: str
+    tp: str
     work: str
 
 
@@ -71,8 +77,20 @@ def pipeline_keys(prefix: str, pipeline: str) -> PipelineKeys:
         stats=base + "stats",
         done=base + "done",
         wake=base + "wake",
+        paused=base + "paused",
+        tp=base + "tp:",
         work=base + "work:",
     )
+
+
+def throughput_key(prefix: str, pipeline: str, minute: int) -> str:
+    """The per-minute counters of `pipeline` (minute = unix time // 60)."""
+    return f"{prefix}:{{{pipeline}}}:tp:{minute}"
+
+
+def pipeline_pattern(prefix: str, pipeline: str) -> str:
+    """SCAN pattern matching every key of one pipeline."""
+    return f"{prefix}:{{{pipeline}}}:*"
 
 
 def work_key(prefix: str, pipeline: str, work_id: str) -> str:

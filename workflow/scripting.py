@@ -22,6 +22,7 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "deposit",
     "renew",
     "requeue_expired",
+    "retry",
     "update",
     "withdraw",
 )

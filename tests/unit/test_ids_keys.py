@@ -99,12 +99,16 @@ def test_pipeline_keys_are_pinned() -> None:
         stats="workflow:{p}:stats",
         done="workflow:{p}:done",
         wake="workflow:{p}:wake",
+        paused="workflow:{p}:paused",
+        tp="workflow:{p}:tp:",
         work="workflow:{p}:work:",
     )
     assert k._fields == (
         "queued", "running", "delayed", "success", "failure", "cancelled",
-        "seq", "stats", "done", "wake", "work",
+        "seq", "stats", "done", "wake", "paused", "tp", "work",
     )  # fmt: skip
+    assert keys.throughput_key("workflow", "p", 29000000) == "workflow:{p}:tp:29000000"
+    assert keys.pipeline_pattern("workflow", "p") == "workflow:{p}:*"
     assert work_key("workflow", "p", "01ABC") == "workflow:{p}:work:01ABC"
     assert k.work + "01ABC" == work_key("workflow", "p", "01ABC")
     assert pipelines_key("workflow") == "workflow:pipelines"

@@ -22,6 +22,7 @@ CALLS: dict[str, core.Call] = {
     "cancel": core.cancel_call(S, "p", "w1", Failure(kind="cancelled")),
     "delete": core.delete_call(S, "p", "w1"),
     "requeue_expired": core.requeue_expired_call(S, "p", 0.5),
+    "retry": core.retry_call(S, "p", "w1"),
 }
 
 

@@ -23,7 +23,8 @@
 -- ARGV[8] stream_maxlen: approximate cap of the done stream
 -- ARGV[9] wake_cap: most wake-up tokens kept in the wake list
 -- ARGV[10] space-separated fields to delete first (fields the user set to None)
--- ARGV[11..] field/value pairs stored (results, products, plots, error, body, ...)
+-- ARGV[11] throughput key prefix ({prefix}:{p}:tp:), per-minute counters derive from it
+-- ARGV[12..] field/value pairs stored (results, products, plots, error, body, ...)
 -- Returns: the new status ('success' | 'failure' | 'queued'), or a negative code
 -- Errors: -1 NOT_FOUND; -2 LEASE_LOST (another attempt holds it, or it was cancelled or
 --   expired; counted in stats 'rejected' and the record's 'rejected')
@@ -35,7 +36,7 @@ local terminal_now = ARGV[4] == '1'
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[5]), backoff_max = tonumber(ARGV[6]),
   jitter = tonumber(ARGV[7]), maxlen = tonumber(ARGV[8]),
-  wake = wake, wake_cap = tonumber(ARGV[9])}
+  wake = wake, wake_cap = tonumber(ARGV[9]), tp = ARGV[11]}
 --@include lifecycle
 
 local rec = redis.call('HMGET', wkey, 'status', 'token', 'last')
@@ -56,15 +57,16 @@ end
 
 local now = now_ms()
 redis.call('ZREM', running, id)
-store_fields(wkey, ARGV[10], 11)
+store_fields(wkey, ARGV[10], 12)
 redis.call('HSET', wkey, 'last', token .. '/' .. outcome)
 local new
 if outcome == 'success' then
-  finish(wkey, id, 'success', now, success, stats, done, b.maxlen)
+  finish(wkey, id, 'success', now, success, b)
   new = 'success'
 elseif outcome == 'release' then
   local attempt = tonumber(redis.call('HGET', wkey, 'attempt')) or 1
-  redis.call('HSET', wkey, 'status', 'queued', 'attempt', math.max(attempt - 1, 0))
+  redis.call('HSET', wkey, 'status', 'queued', 'attempt', math.max(attempt - 1, 0),
+    'queued_at', now)
   redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
   wake_one(b)
   redis.call('HINCRBY', stats, 'released', 1)

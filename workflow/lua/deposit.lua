@@ -7,19 +7,21 @@
 -- ARGV[1] work key prefix ({prefix}:{p}:work:), records derive their key from it
 -- ARGV[2] delay_ms: 0 queues now, > 0 parks the works in delayed until then
 -- ARGV[3] wake_cap: most wake-up tokens kept in the wake list
--- ARGV[4..] per work: id, priority, n_fields, then n_fields field/value pairs
+-- ARGV[4] throughput key prefix ({prefix}:{p}:tp:), per-minute counters derive from it
+-- ARGV[5..] per work: id, priority, n_fields, then n_fields field/value pairs
 -- Returns: array, per work: 1 queued (or delayed), 0 already existed
 -- Errors: none (invalid input is rejected by the client before the call)
 local queued, delayed, seq, stats, wake = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local prefix = ARGV[1]
 local delay_ms = tonumber(ARGV[2])
 local wake_cap = tonumber(ARGV[3])
+local tp = ARGV[4]
 --@include lifecycle
 
 local now = now_ms()
 local out = {}
 local added = 0
-local i = 4
+local i = 5
 while i <= #ARGV do
   local id, priority, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local wkey = prefix .. id
@@ -34,6 +36,7 @@ while i <= #ARGV do
       redis.call('ZADD', delayed, now + delay_ms, id)
     else
       redis.call('ZADD', queued, queue_score(priority, redis.call('INCR', seq)), id)
+      redis.call('HSET', wkey, 'queued_at', now)
     end
     added = added + 1
     out[#out + 1] = 1
@@ -42,6 +45,7 @@ while i <= #ARGV do
 end
 if added > 0 then
   redis.call('HINCRBY', stats, 'deposited', added)
+  count_minute(tp, now, 'deposited', added)
   -- Delayed works wake one withdrawer too: it learns when the first is due.
   local tokens = {}
   for _ = 1, (delay_ms == 0) and math.min(added, wake_cap) or 1 do tokens[#tokens + 1] = '1' end

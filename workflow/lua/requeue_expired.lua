@@ -13,6 +13,7 @@
 -- ARGV[3] backoff_base_ms, ARGV[4] backoff_max_ms, ARGV[5] jitter in [0, 1)
 -- ARGV[6] stream_maxlen: approximate cap of the done stream
 -- ARGV[7] wake_cap: most wake-up tokens kept in the wake list
+-- ARGV[8] throughput key prefix ({prefix}:{p}:tp:), per-minute counters derive from it
 -- Returns: {reclaimed, promoted}
 -- Errors: none
 local queued, running, delayed, failure = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -21,7 +22,7 @@ local prefix, limit = ARGV[1], tonumber(ARGV[2])
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[3]), backoff_max = tonumber(ARGV[4]),
   jitter = tonumber(ARGV[5]), maxlen = tonumber(ARGV[6]),
-  wake = wake, wake_cap = tonumber(ARGV[7])}
+  wake = wake, wake_cap = tonumber(ARGV[7]), tp = ARGV[8]}
 --@include lifecycle
 
 local now = now_ms()

@@ -9,6 +9,7 @@
 -- KEYS[6] {prefix}:{p}:stats    HASH
 -- KEYS[7] {prefix}:{p}:done     STREAM
 -- KEYS[8] {prefix}:{p}:wake     LIST
+-- KEYS[9] {prefix}:{p}:paused   STRING (exists while the pipeline is paused)
 -- ARGV[1]  work key prefix ({prefix}:{p}:work:)
 -- ARGV[2]  count: most works to lease
 -- ARGV[3]  lease_ms: liveness lease length
@@ -23,12 +24,14 @@
 -- ARGV[16] tags filter: JSON list ('' : any); ARGV[17] tags mode: 'any' | 'all'
 -- ARGV[18] event filter: JSON list of ints ('' : any), matches works sharing one
 -- ARGV[19] wake_cap: most wake-up tokens kept in the wake list
+-- ARGV[20] throughput key prefix ({prefix}:{p}:tp:), per-minute counters derive from it
 -- Returns: {wait_ms, id1, fields1, id2, fields2, ...}; fields are HGETALL of the record
 --   after the transition. wait_ms is 0 when works are returned, else the ms until the
---   next delayed work is due or lease expires (-1: nothing pending).
+--   next delayed work is due or lease expires (-1: nothing pending). A paused pipeline
+--   hands out nothing (its recovery still runs) and returns {-1}.
 -- Errors: none
 local queued, running, delayed, failure = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local seq, stats, done, wake = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local seq, stats, done, wake, paused = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local prefix = ARGV[1]
 local count = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
@@ -39,7 +42,7 @@ local recover_limit = tonumber(ARGV[7])
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[8]), backoff_max = tonumber(ARGV[9]),
   jitter = tonumber(ARGV[10]), maxlen = tonumber(ARGV[11]),
-  wake = wake, wake_cap = tonumber(ARGV[19])}
+  wake = wake, wake_cap = tonumber(ARGV[19]), tp = ARGV[20]}
 local want_priority = tonumber(ARGV[12])
 local want_site, want_user, want_parent = ARGV[13], ARGV[14], ARGV[15]
 local want_tags = ARGV[16] ~= '' and cjson.decode(ARGV[16]) or nil
@@ -50,6 +53,7 @@ local want_events = ARGV[18] ~= '' and cjson.decode(ARGV[18]) or nil
 local now = now_ms()
 reclaim(running, prefix, now, recover_limit, b)
 promote(delayed, queued, seq, prefix, now, recover_limit)
+if redis.call('EXISTS', paused) == 1 then return {-1} end
 
 local filtered = want_site ~= '' or want_user ~= '' or want_parent ~= ''
   or want_tags ~= nil or want_events ~= nil

@@ -18,14 +18,23 @@ local function priority_of(wkey)
   return math.floor(p)
 end
 
--- Terminal transition: status, stop time, terminal set, stream entry, counter.
-local function finish(wkey, id, status, now, terminal, stats, done, maxlen)
+-- Count an event in this minute's throughput hash ({prefix}:{p}:tp:<minute>, kept 2 h).
+local function count_minute(tp, now, field, n)
+  local key = tp .. math.floor(now / 60000)
+  redis.call('HINCRBY', key, field, n)
+  redis.call('EXPIRE', key, 7200)
+end
+
+-- Terminal transition: status, stop time, terminal set, stream entry, counters.
+-- `b` holds stats, done, maxlen, tp (the throughput key prefix).
+local function finish(wkey, id, status, now, terminal, b)
   redis.call('HSET', wkey, 'status', status, 'stop', now)
   redis.call('ZADD', terminal, now, id)
   local attempt = redis.call('HGET', wkey, 'attempt') or '0'
-  redis.call('XADD', done, 'MAXLEN', '~', maxlen, '*',
+  redis.call('XADD', b.done, 'MAXLEN', '~', b.maxlen, '*',
     'id', id, 'status', status, 'attempt', attempt)
-  redis.call('HINCRBY', stats, status, 1)
+  redis.call('HINCRBY', b.stats, status, 1)
+  count_minute(b.tp, now, status, 1)
 end
 
 -- One wake-up token for a blocked withdrawer (the list is capped at b.wake_cap).
@@ -52,7 +61,7 @@ local function fail_or_retry(wkey, id, now, err, terminal_now, b)
     wake_one(b)
     return 'queued'
   end
-  finish(wkey, id, 'failure', now, b.failure, b.stats, b.done, b.maxlen)
+  finish(wkey, id, 'failure', now, b.failure, b)
   return 'failure'
 end
 
@@ -90,6 +99,7 @@ local function promote(delayed, queued, seq, prefix, now, limit)
     local wkey = prefix .. id
     if redis.call('EXISTS', wkey) == 1 then
       redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
+      redis.call('HSET', wkey, 'queued_at', now)
     end
   end
   return #due
