@@ -2,50 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
-from rich.theme import Theme
 
-from workflow import Client, Settings, WorkflowError, __version__
+from workflow import __version__
+from workflow.cli.console import client_from, handle_errors, out
+from workflow.cli.pipelines import pause, pipelines, resume
 from workflow.cli.run import run
 from workflow.cli.server import server
+from workflow.cli.status import status
+from workflow.cli.works import cancel, delete, deposit, render_work, retry, work
 from workflow.work import Work
-
-THEME = Theme(
-    {
-        "status.created": "dim",
-        "status.queued": "cyan",
-        "status.running": "yellow",
-        "status.success": "green",
-        "status.failure": "bold red",
-        "status.cancelled": "magenta",
-        "error": "bold red",
-    }
-)
-out = Console(theme=THEME)
-err = Console(theme=THEME, stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handle_errors(fn: F) -> F:
-    """Expected errors become one line on stderr and exit code 1, never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except WorkflowError as exc:
-            err.print(f"[error]error:[/] {exc}", highlight=False, markup=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group()
@@ -59,12 +28,6 @@ def handle_errors(fn: F) -> F:
 def cli(ctx: click.Context, redis_url: str | None, prefix: str) -> None:
     """workflow: a Redis-native work queue for scientific pipelines."""
     ctx.obj = {"url": redis_url, "prefix": prefix}
-
-
-def client_from(ctx: click.Context) -> Client:
-    """The Client for the options of the root command."""
-    obj = ctx.find_root().obj or {}
-    return Client(Settings(url=obj.get("url"), prefix=obj.get("prefix") or "workflow"))
 
 
 @cli.command()
@@ -86,11 +49,7 @@ def show(ctx: click.Context, work_id: str, pipeline: str | None, as_json: bool) 
     if as_json:
         click.echo(work.to_json().decode())
         return
-    table = Table(show_header=False, box=None)
-    for key, value in work.payload.items():
-        style = f"status.{value}" if key == "status" else ""
-        table.add_row(key, f"[{style}]{value}[/]" if style else repr(value))
-    out.print(table)
+    render_work(work, out)
 
 
 @cli.command()
@@ -111,8 +70,9 @@ def counts(ctx: click.Context, pipeline: str, as_json: bool) -> None:
     out.print(table)
 
 
-cli.add_command(server)
-cli.add_command(run)
+for _command in (run, status, deposit, work, retry, cancel, delete, pipelines, pause, resume,
+                 server):  # fmt: skip
+    cli.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

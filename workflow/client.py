@@ -21,6 +21,7 @@ from workflow.errors import (
     LeaseLost,
     ScriptError,
     ValidationError,
+    WorkflowError,
     WorkNotFound,
 )
 from workflow.ids import new_id
@@ -193,7 +194,12 @@ class Client:
             wait_ms = -1
             for name in names:
                 while len(works) < count:
-                    got, hint, corrupt = self._withdraw_one(name, count - len(works), f)
+                    try:
+                        got, hint, corrupt = self._withdraw_one(name, count - len(works), f)
+                    except WorkflowError:
+                        if not works:
+                            raise
+                        return works  # leased from earlier pipelines: never drop them
                     works += got
                     if hint > 0:
                         wait_ms = hint if wait_ms < 0 else min(wait_ms, hint)
@@ -264,13 +270,17 @@ class Client:
         """Finish a withdrawn work's attempt: success, failure (retried while attempts
         remain) or release (handed back). Returns the new status and sets it on `work`."""
         work.validate()
+        if outcome not in ("success", "failure", "release"):
+            raise ValidationError("outcome", "must be 'success', 'failure' or 'release'", outcome)
         if outcome == "failure" and failure is None:
             # The work's own error if it belongs to this attempt (an older attempt's
             # error may still be on the record), else a plain record of the failure.
             e = work.error
             failure = (
                 e
-                if e is not None and e.attempt in (0, work.attempt)
+                if e is not None
+                and e.attempt in (0, work.attempt)
+                and (e.time is None or work.start is None or e.time >= work.start)
                 else Failure(message="marked failure without an error record")
             )
         if failure is not None:
@@ -358,7 +368,7 @@ class Client:
         k = pipeline_keys(self.settings.prefix, core.check_pipeline(pipeline))
         pipe = self.redis.pipeline(transaction=True)  # one slot: both keys carry {pipeline}
         pipe.delete(k.paused)
-        pipe.lpush(k.wake, b"1")
+        pipe.lpush(k.wake, *[b"1"] * self.settings.wake_cap)  # wake every idle worker
         pipe.ltrim(k.wake, 0, self.settings.wake_cap - 1)
         self._io(pipe.execute, True)
 
@@ -470,8 +480,22 @@ class Client:
                 raise ValidationError("id", "the work has not been deposited (no id)")
             return work.id, work.pipeline
         if pipeline is None:
-            return work, self.get(work).pipeline
+            return work, self._find(work)
         return work, core.check_pipeline(pipeline)
+
+    def _find(self, work_id: str) -> str:
+        """The pipeline holding `work_id` (one round trip; the record is not decoded, so
+        a corrupt work can still be cancelled or deleted by id)."""
+        if not isinstance(work_id, str) or not work_id:
+            raise ValidationError("id", "must be a non-empty string", work_id)
+        names = self.pipelines()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(work_key(self.settings.prefix, name, work_id))
+        for name, found in zip(names, self._io(pipe.execute, True), strict=True):
+            if found:
+                return name
+        raise WorkNotFound(work_id)
 
 
 def _token(work: Work) -> str:

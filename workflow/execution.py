@@ -55,8 +55,10 @@ def resolve(path: str) -> Callable[..., Any]:
         raise ValidationError("function", "must be a dotted path 'module.function'", path)
     try:
         obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValidationError("function", f"cannot import module {module_name!r} ({exc})") from exc
+    except Exception as exc:  # ImportError, or whatever the module raised at import
+        raise ValidationError(
+            "function", f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})"
+        ) from exc
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ValidationError("function", f"module {module_name!r} has no {attr!r}", path)
@@ -164,7 +166,12 @@ def _bad_return(fn: Any, returned: Any, expected: str) -> Outcome:
 
 
 def _command(argv: list[str]) -> Outcome:
-    proc = subprocess.run(argv, capture_output=True, text=True, errors="replace", check=False)
+    from workflow.pool import die_with_parent
+
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, errors="replace", check=False,
+        preexec_fn=die_with_parent,  # a SIGKILLed worker leaves no command running
+    )  # fmt: skip
     results = {
         "returncode": proc.returncode,
         "stdout": proc.stdout[-OUTPUT_TAIL:],

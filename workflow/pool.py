@@ -41,6 +41,7 @@ class Ready(msgspec.Struct, kw_only=True, omit_defaults=True):
 class _Request(msgspec.Struct, kw_only=True):
     work: msgspec.Raw
     function: str | None = None
+    token: str = ""  # the lease token: whole-Work functions may save progress
 
 
 _request = msgspec.json.Encoder()
@@ -54,17 +55,35 @@ def context() -> Any:
     return mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (PR_SET_PDEATHSIG)."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
 
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
 
 
-def child_main(conn: Connection, function: str | None) -> None:
-    """The loop of one child process."""
-    _die_with_parent()
+def _leave_forkserver() -> None:
+    """A forkserver child's parent is the forkserver, which exits when the worker dies only
+    once no process holds its 'alive' pipe: children must not keep a copy of it, or a
+    SIGKILLed worker's children would live on (and PDEATHSIG would never fire)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    fd = getattr(server, "_forkserver_alive_fd", None)
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        server._forkserver_alive_fd = None  # type: ignore[union-attr]
+
+
+def child_main(conn: Connection, function: str | None, env: dict[str, str]) -> None:
+    """The loop of one child process. `env`: variables for user code (the deployment's
+    URL and prefix, so `Work` methods in user code reach the worker's deployment)."""
+    os.environ.update(env)
+    die_with_parent()
+    _leave_forkserver()
     with contextlib.suppress(OSError):
         os.setpgrp()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
@@ -86,6 +105,7 @@ def child_main(conn: Connection, function: str | None) -> None:
         request = _decode_request.decode(raw)
         try:
             work = codec.decode_json(bytes(request.work))
+            work._token = request.token  # type: ignore[attr-defined]
             outcome = execution.execute(work, request.function)
         except Exception as exc:
             outcome = Outcome(ok=False, failure=execution.failure_from(exc))
@@ -95,11 +115,13 @@ def child_main(conn: Connection, function: str | None) -> None:
 class Child:
     """One child process and the pipe to it."""
 
-    def __init__(self, function: str | None, ctx: Any = None) -> None:
+    def __init__(
+        self, function: str | None, ctx: Any = None, env: dict[str, str] | None = None
+    ) -> None:
         ctx = ctx or context()
         self.conn, theirs = ctx.Pipe()
         self.process = ctx.Process(
-            target=child_main, args=(theirs, function), name="workflow-child"
+            target=child_main, args=(theirs, function, env or {}), name="workflow-child"
         )
         self.process.start()
         theirs.close()
@@ -123,9 +145,9 @@ class Child:
     def send(self, work: Work, function: str | None) -> None:
         """Start running `work` in the child."""
         self.work, self.started = work, time.monotonic()
-        self.conn.send_bytes(
-            _request.encode(_Request(work=msgspec.Raw(work.to_json()), function=function))
-        )
+        token = getattr(work, "_token", "")
+        request = _Request(work=msgspec.Raw(work.to_json()), function=function, token=token)
+        self.conn.send_bytes(_request.encode(request))
 
     def receive(self) -> Outcome:
         """The outcome of the current work; a crash is an outcome too."""

@@ -74,7 +74,7 @@ def snapshot(
     """The status of `pipelines` (default: all) and of the live workers."""
     names = [core.check_pipeline(p) for p in pipelines] if pipelines else client.pipelines()
     prefix = client.settings.prefix
-    secs, micros = client.redis.time()
+    secs, micros = client._io(client.redis.time, True)
     now = secs + micros / 1e6
     minute = int(now // 60)
     pipe = client.redis.pipeline(transaction=False)

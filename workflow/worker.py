@@ -38,11 +38,11 @@ from typing import Any
 import msgspec
 
 from workflow import execution
-from workflow.client import Client
+from workflow.client import Client, set_default_client
 from workflow.errors import ConnectionError, LeaseLost, WorkflowError, WorkNotFound
 from workflow.execution import Outcome
 from workflow.ids import new_id
-from workflow.keys import worker_key, workers_key
+from workflow.keys import work_key, worker_key, workers_key
 from workflow.pool import KILL_AFTER_S, Child
 from workflow.work import Failure, Work
 
@@ -118,8 +118,10 @@ class Worker:
         self._verdicts: dict[str, Verdict] = {}  # work id -> outcome decided from outside
         self._kill_at: dict[int, float] = {}  # child pid -> when to SIGKILL
         self._taken = 0
+        self._retrying: set[str] = set()  # our failures waiting for a retry (burst waits)
         self._drained = False
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # no new works
+        self._finished = threading.Event()  # the main loop is over
         self._grace_end = float("inf")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -129,9 +131,17 @@ class Worker:
     def run(self) -> int:
         """Run until stopped; returns the exit code."""
         self._install_signals()
+        if self.in_process:  # user code's Work methods reach this deployment by default
+            set_default_client(self.client)
+        if self.in_process and self.function:
+            try:
+                execution.resolve(self.function)
+            except WorkflowError as exc:
+                log.error("cannot start: %s", exc)
+                return 1
         if not self.in_process:
             for _ in range(self.concurrency):
-                child = Child(self.function)
+                child = self._new_child()
                 error = child.wait_ready()
                 if error:
                     log.error("cannot start: %s", error)
@@ -234,17 +244,24 @@ class Worker:
         with self._lock:
             del self._busy[work.id]  # type: ignore[arg-type]
             self._space.notify()
-        if child.alive() and child.pid not in self._kill_at:
+        healthy = child.alive() and child.pid not in self._kill_at
+        if healthy:
             self._idle.append(child)
-        else:
+        self._finish(work, outcome, elapsed)  # record first: replacing a child takes time
+        if not healthy:
             self._kill_at.pop(child.pid, None)
             child.stop(0)
             if not self._stop.is_set():
                 self._replace_child()
-        self._finish(work, outcome, elapsed)
+
+    def _new_child(self) -> Child:
+        s = self.client.settings
+        return Child(
+            self.function, env={"WORKFLOW_REDIS_URL": s.url or "", "WORKFLOW_PREFIX": s.prefix}
+        )
 
     def _replace_child(self) -> None:
-        child = Child(self.function)
+        child = self._new_child()
         error = child.wait_ready()
         if error:  # the function imported before: something is badly wrong now
             log.error("cannot restart a child: %s; stopping", error)
@@ -255,7 +272,16 @@ class Worker:
     def _finish(self, work: Work, outcome: Outcome, elapsed: float) -> None:
         with self._lock:
             verdict = self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
-            self._held.pop(work.id, None)  # type: ignore[arg-type]
+        try:
+            self._finish_as(work, outcome, elapsed, verdict)
+        finally:
+            with self._lock:  # held until recorded: a burst worker must not exit before
+                self._held.pop(work.id, None)  # type: ignore[arg-type]
+                self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
+
+    def _finish_as(
+        self, work: Work, outcome: Outcome, elapsed: float, verdict: Verdict | None
+    ) -> None:
         if verdict == "lost":
             log.warning("work=%s not completed: its lease was lost or it was cancelled", work.id)
             return
@@ -272,6 +298,9 @@ class Worker:
             self.info.processed += 1
         why = f": {work.error.message}" if status != "success" and work.error else ""
         said = "failure, retry scheduled" if status == "queued" else status
+        if status == "queued":
+            with self._lock:
+                self._retrying.add(work.id)  # type: ignore[arg-type]
         log.info("work=%s %s after %.3f s%s", work.id, said, elapsed, why)
 
     def _complete(self, work: Work, outcome: str, failure: Failure | None) -> str:
@@ -308,6 +337,7 @@ class Worker:
         for child in list(self._busy.values()):
             if child is not None and self._kill_at.get(child.pid, float("inf")) <= now:
                 child._signal(signal.SIGKILL)
+                self._kill_at[child.pid] = float("inf")  # sent; its pipe closes when it dies
 
     def _hand_back_running(self) -> None:
         for work_id, child in list(self._busy.items()):
@@ -324,9 +354,13 @@ class Worker:
             self._verdicts.setdefault(work_id, verdict)
 
     def _next_timeout(self) -> float:
+        """Until the next thing the main loop must do by itself (at most 1 s)."""
         now = time.monotonic()
-        moments = [self._grace_end, now + 1.0, *self._kill_at.values()]
-        moments += [c.started + c.work.timeout for c in self._busy.values() if c and c.work]
+        moments = [now + 1.0, *self._kill_at.values()]
+        pending = [c for c in self._busy.values() if c and c.work and c.pid not in self._kill_at]
+        moments += [c.started + c.work.timeout for c in pending]  # type: ignore[union-attr]
+        if pending and self._stop.is_set():
+            moments.append(self._grace_end)
         return max(0.0, min(moments) - now)
 
     def _release(self, work: Work) -> None:
@@ -336,6 +370,7 @@ class Worker:
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         self._stop.set()
+        self._finished.set()
         for t in threads:
             t.join(timeout=self.sleep_s + 5)
         with self._lock:
@@ -391,8 +426,8 @@ class Worker:
                 self._pending.extend(works)
                 self._held.update((w.id, w) for w in works)  # type: ignore[misc]
                 self._taken += len(works)
-                if not works and self.burst and nothing_held and self._nothing_due():
-                    self._drained = True
+            if not works and self.burst and nothing_held and self._nothing_due():
+                self._drained = True
             if works or self._drained:
                 self._wake()
             if self._drained:
@@ -401,30 +436,43 @@ class Worker:
                 time.sleep(0.05)
 
     def _nothing_due(self) -> bool:
-        return all(
-            (c := self.client.counts(p))["queued"] + c["delayed"] == 0 for p in self.pipelines
-        )
+        """Burst mode: none of our own failed works still waits for its retry."""
+        with self._lock:
+            mine = list(self._retrying)
+        if not mine:
+            return True
+        pipe = self.client.redis.pipeline(transaction=False)
+        for work_id in mine:
+            for p in self.pipelines:
+                pipe.hget(work_key(self.client.settings.prefix, p, work_id), "status")
+        replies = iter(self.client._io(pipe.execute, True))
+        waiting = {w for w in mine if b"queued" in [next(replies) for _ in self.pipelines]}
+        with self._lock:
+            self._retrying &= waiting
+            return not self._retrying
 
     # -- heartbeat thread ---------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
         interval = max(self.client.settings.lease_ms / 3000, 0.05)
-        while not self._stop.wait(interval) or self._busy:
+        first = True
+        while first or not self._finished.wait(interval):  # beats through the grace period
+            first = False
             with self._lock:
                 held = list(self._held.values())
             try:
                 self._renew(held)
                 self._beat(held, ttl_s=max(3 * interval, 10))
-            except WorkflowError as exc:
+            except Exception as exc:  # never let this thread die: leases depend on it
                 log.warning("heartbeat failed: %s", exc)
-            if self._stop.is_set() and not self._busy:
-                return
 
     def _renew(self, held: list[Work]) -> None:
         if not held:
             return
         for work, result in zip(held, self.client.renew(held), strict=True):
-            if result != "ok":
+            with self._lock:
+                current = self._held.get(work.id) is work  # type: ignore[arg-type]
+            if result != "ok" and current:  # (a late answer about a finished attempt: ignore)
                 log.warning("work=%s lease %s: stopping it", work.id, result)
                 self._decide(work.id, "lost")  # type: ignore[arg-type]
                 with self._lock:
@@ -448,7 +496,7 @@ class Worker:
         )
         pipe.zadd(workers_key(prefix), {self.info.name: int(self.info.beat * 1000)})
         pipe.zremrangebyscore(workers_key(prefix), "-inf", int((self.info.beat - 3 * ttl_s) * 1000))
-        pipe.execute()
+        self.client._io(pipe.execute, True)
 
     # -- signals ------------------------------------------------------------------------
 
@@ -466,11 +514,24 @@ class Worker:
 def list_workers(client: Client) -> list[WorkerInfo]:
     """The workers whose heartbeat has not expired, by name."""
     prefix = client.settings.prefix
-    names = [n.decode() for n in client.redis.zrange(workers_key(prefix), 0, -1)]
+    names = [
+        n.decode()
+        for n in client._io(lambda: client.redis.zrange(workers_key(prefix), 0, -1), True)
+    ]
     if not names:
         return []
-    records = client.redis.mget([worker_key(prefix, n) for n in names])
-    return [msgspec.json.decode(r, type=WorkerInfo) for r in records if r]
+    records = client._io(lambda: client.redis.mget([worker_key(prefix, n) for n in names]), True)
+    out = []
+    for name, record in zip(names, records, strict=True):
+        if record:
+            try:
+                out.append(_worker_decoder.decode(record))
+            except msgspec.MsgspecError:
+                log.warning("unreadable worker record %r: skipped", name)
+    return out
+
+
+_worker_decoder = msgspec.json.Decoder(WorkerInfo)
 
 
 __all__ += ["list_workers"]

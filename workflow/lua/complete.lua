@@ -43,15 +43,15 @@ local rec = redis.call('HMGET', wkey, 'status', 'token', 'last')
 local status, held, last = rec[1], rec[2], rec[3]
 if not status then return -1 end
 if held ~= token then
-  redis.call('HINCRBY', stats, 'rejected', 1)
-  redis.call('HINCRBY', wkey, 'rejected', 1)
+  redis.pcall('HINCRBY', stats, 'rejected', 1)
+  redis.pcall('HINCRBY', wkey, 'rejected', 1)
   return -2
 end
 if status ~= 'running' then
   -- Same token, no longer running: a repeat of the completion that ended this attempt?
   if last == token .. '/' .. outcome then return status end
-  redis.call('HINCRBY', stats, 'rejected', 1)
-  redis.call('HINCRBY', wkey, 'rejected', 1)
+  redis.pcall('HINCRBY', stats, 'rejected', 1)
+  redis.pcall('HINCRBY', wkey, 'rejected', 1)
   return -2
 end
 
@@ -65,11 +65,12 @@ if outcome == 'success' then
   new = 'success'
 elseif outcome == 'release' then
   local attempt = tonumber(redis.call('HGET', wkey, 'attempt')) or 1
+  local number = redis.call('INCR', seq)
   redis.call('HSET', wkey, 'status', 'queued', 'attempt', math.max(attempt - 1, 0),
     'queued_at', now)
-  redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
+  redis.call('ZADD', queued, queue_score(priority_of(wkey), number), id)
   wake_one(b)
-  redis.call('HINCRBY', stats, 'released', 1)
+  redis.pcall('HINCRBY', stats, 'released', 1)
   new = 'queued'
 else
   local err = redis.call('HGET', wkey, 'error') or ''

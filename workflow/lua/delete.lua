@@ -18,5 +18,5 @@ if redis.call('EXISTS', wkey) == 0 then return -1 end
 local status = redis.call('HGET', wkey, 'status') or 'unknown'
 for k = 2, 7 do redis.call('ZREM', KEYS[k], id) end
 redis.call('DEL', wkey)
-redis.call('HINCRBY', stats, 'deleted', 1)
+redis.pcall('HINCRBY', stats, 'deleted', 1)
 return status

@@ -30,12 +30,13 @@ while i <= #ARGV do
   else
     local fields = {}
     for j = i + 3, i + 2 + 2 * n do fields[#fields + 1] = ARGV[j] end
+    local number = delay_ms == 0 and redis.call('INCR', seq)  -- before any write
     redis.call('HSET', wkey, 'status', 'queued', 'attempt', 0, 'priority', priority,
       unpack(fields))
     if delay_ms > 0 then
       redis.call('ZADD', delayed, now + delay_ms, id)
     else
-      redis.call('ZADD', queued, queue_score(priority, redis.call('INCR', seq)), id)
+      redis.call('ZADD', queued, queue_score(priority, number), id)
       redis.call('HSET', wkey, 'queued_at', now)
     end
     added = added + 1
@@ -44,7 +45,7 @@ while i <= #ARGV do
   i = i + 3 + 2 * n
 end
 if added > 0 then
-  redis.call('HINCRBY', stats, 'deposited', added)
+  redis.pcall('HINCRBY', stats, 'deposited', added)
   count_minute(tp, now, 'deposited', added)
   -- Delayed works wake one withdrawer too: it learns when the first is due.
   local tokens = {}

@@ -21,11 +21,12 @@ if redis.call('EXISTS', wkey) == 0 then return -1 end
 local status = redis.call('HGET', wkey, 'status')
 if status ~= 'failure' and status ~= 'cancelled' then return -3 end
 local now = now_ms()
+local number = redis.call('INCR', seq)  -- before any write
 redis.call('ZREM', failure, id)
 redis.call('ZREM', cancelled, id)
 redis.call('HSET', wkey, 'status', 'queued', 'attempt', 0, 'queued_at', now)
 redis.call('HDEL', wkey, 'stop', 'token', 'last')
-redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
-redis.call('HINCRBY', stats, 'requeued', 1)
+redis.call('ZADD', queued, queue_score(priority_of(wkey), number), id)
+redis.pcall('HINCRBY', stats, 'requeued', 1)
 wake_one(b)
 return status

@@ -23,7 +23,7 @@ local rec = redis.call('HMGET', wkey, 'status', 'token')
 local status = rec[1]
 if not status then return -1 end
 if (status == 'running' or token ~= '') and (status ~= 'running' or rec[2] ~= token) then
-  redis.call('HINCRBY', wkey, 'rejected', 1)
+  redis.pcall('HINCRBY', wkey, 'rejected', 1)
   return -2
 end
 if status ~= expected then return -3 end

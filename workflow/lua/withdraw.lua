@@ -144,5 +144,5 @@ for i, id in ipairs(picked) do
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGETALL', wkey)
 end
-redis.call('HINCRBY', stats, 'withdrawn', #picked)
+redis.pcall('HINCRBY', stats, 'withdrawn', #picked)
 return out

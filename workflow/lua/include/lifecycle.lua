@@ -19,10 +19,12 @@ local function priority_of(wkey)
 end
 
 -- Count an event in this minute's throughput hash ({prefix}:{p}:tp:<minute>, kept 2 h).
+-- Counters use pcall, and come after the transition's writes: a damaged counter can
+-- never abort a transition halfway (Redis does not roll back a failed script).
 local function count_minute(tp, now, field, n)
   local key = tp .. math.floor(now / 60000)
-  redis.call('HINCRBY', key, field, n)
-  redis.call('EXPIRE', key, 7200)
+  redis.pcall('HINCRBY', key, field, n)
+  redis.pcall('EXPIRE', key, 7200)
 end
 
 -- Terminal transition: status, stop time, terminal set, stream entry, counters.
@@ -33,7 +35,7 @@ local function finish(wkey, id, status, now, terminal, b)
   local attempt = redis.call('HGET', wkey, 'attempt') or '0'
   redis.call('XADD', b.done, 'MAXLEN', '~', b.maxlen, '*',
     'id', id, 'status', status, 'attempt', attempt)
-  redis.call('HINCRBY', b.stats, status, 1)
+  redis.pcall('HINCRBY', b.stats, status, 1)
   count_minute(b.tp, now, status, 1)
 end
 
@@ -57,7 +59,7 @@ local function fail_or_retry(wkey, id, now, err, terminal_now, b)
     delay = math.floor(delay / 2 + delay / 2 * b.jitter)
     redis.call('HSET', wkey, 'status', 'queued')
     redis.call('ZADD', b.delayed, now + delay, id)
-    redis.call('HINCRBY', b.stats, 'retried', 1)
+    redis.pcall('HINCRBY', b.stats, 'retried', 1)
     wake_one(b)
     return 'queued'
   end
@@ -85,7 +87,7 @@ local function reclaim(running, prefix, now, limit, b)
       end
       local err = cjson.encode({kind = kind, message = message, attempt = attempt, time = now / 1000})
       fail_or_retry(wkey, id, now, err, false, b)
-      redis.call('HINCRBY', b.stats, 'expired', 1)
+      redis.pcall('HINCRBY', b.stats, 'expired', 1)
     end
   end
   return #expired
@@ -95,11 +97,14 @@ end
 local function promote(delayed, queued, seq, prefix, now, limit)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(due) do
-    redis.call('ZREM', delayed, id)
     local wkey = prefix .. id
     if redis.call('EXISTS', wkey) == 1 then
-      redis.call('ZADD', queued, queue_score(priority_of(wkey), redis.call('INCR', seq)), id)
+      local n = redis.call('INCR', seq)  -- first: nothing is written yet if it fails
+      redis.call('ZREM', delayed, id)
+      redis.call('ZADD', queued, queue_score(priority_of(wkey), n), id)
       redis.call('HSET', wkey, 'queued_at', now)
+    else
+      redis.call('ZREM', delayed, id)
     end
   end
   return #due
