@@ -45,6 +45,8 @@ _RENEW: dict[int, RenewResult] = {
     ErrorCode.CANCELLED: "cancelled",
 }
 _json = msgspec.json.Encoder()
+FILTER_MAX = 100
+"""Most events and tags one withdraw filter may list (bounds the script's work)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +97,8 @@ class Filters:
             and not (isinstance(tags, list | tuple) and all(isinstance(t, str) for t in tags))
         ):
             raise ValidationError("tags", "filter must be a list of strings", tags)
+        if len(events or ()) > FILTER_MAX or len(tags or ()) > FILTER_MAX:
+            raise ValidationError("filters", f"at most {FILTER_MAX} events and {FILTER_MAX} tags")
         if tags_mode not in ("any", "all"):
             raise ValidationError("tags_mode", "must be 'any' or 'all'", tags_mode)
         if priority is not None and (
@@ -243,7 +247,9 @@ def retry_call(s: Settings, pipeline: str, work_id: str) -> Call:
         work_key(s.prefix, pipeline, work_id),
         k.queued, k.failure, k.cancelled, k.seq, k.stats, k.wake,
     ]  # fmt: skip
-    return Call("retry", keys, [work_id, s.wake_cap], retry_safe=True)
+    # Not re-sent after a lost reply: had it applied and the work failed again meanwhile,
+    # a re-send would start another run.
+    return Call("retry", keys, [work_id, s.wake_cap], retry_safe=False)
 
 
 def delete_call(s: Settings, pipeline: str, work_id: str) -> Call:

@@ -26,6 +26,8 @@ TIMEOUT_MAX_S = 72 * 3600
 """Longest allowed `timeout`: 72 hours."""
 RETRIES_MAX = 10
 """Most retries a work may ask for after its first attempt."""
+EXACT = 2**53
+"""Event ids must stay below this magnitude: the scripts compare them as doubles."""
 
 # Constrained types: msgspec checks them when decoding and states them in the JSON Schema;
 # `validate()` checks the same rules on construction (msgspec does not check `__init__`).
@@ -302,6 +304,10 @@ def _str_list(field: str, value: Any) -> None:
 def _int_list(field: str, value: Any) -> None:
     if value is not None and not (
         isinstance(value, list)
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and all(
+            isinstance(v, int) and not isinstance(v, bool) and -EXACT < v < EXACT for v in value
+        )
     ):
-        raise ValidationError(field, "must be a list of integers, or None", value)
+        raise ValidationError(
+            field, "must be a list of integers of magnitude below 2**53, or None", value
+        )

@@ -133,7 +133,10 @@ local out = {0}
 for i, id in ipairs(picked) do
   local wkey = prefix .. id
   redis.call('ZREM', queued, id)
-  local timeout_s = tonumber(redis.call('HGET', wkey, 'timeout')) or 3600
+  local timeout_s = tonumber(redis.call('HGET', wkey, 'timeout'))
+  if not timeout_s or timeout_s ~= timeout_s or timeout_s < 1 or timeout_s > 259200 then
+    timeout_s = 3600  -- a damaged copy must not switch the timeout backstop off
+  end
   local deadline = now + timeout_s * 1000
   local token = token_base .. ':' .. i
   local attempt = (tonumber(redis.call('HGET', wkey, 'attempt')) or 0) + 1
