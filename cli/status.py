@@ -177,8 +177,9 @@ def pipelines_table(snap: Snapshot) -> Table:
     """One row per pipeline: counts by state (queued by priority), finishes per minute,
     a sparkline of the last minutes' finishes, the age of the oldest queued work."""
     minutes = max((len(p.throughput) for p in snap.pipelines), default=0)
+    longest = max((len(p.name) + (9 if p.paused else 0) for p in snap.pipelines), default=8)
     table = _table(
-        "", Column("pipeline"), _right("queued"), Column("priority"),
+        "", Column("pipeline", min_width=min(longest, 24)), _right("queued"), Column("priority"),
         *(_right(s) for s in COUNT_SETS[1:]),
         _right("/min"), f"last {minutes} min", _right("oldest"),
     )  # fmt: skip

@@ -4,7 +4,7 @@ Deposits 60 works into two pipelines with mixed priorities; three of them ask fo
 beam that does not exist and fail (each after its one retry, its error recorded). A first
 worker starts and is killed with SIGKILL while it holds works: they come back after their
 lease (2 s here) and two fresh workers (`--burst`: they exit when nothing is left) run
-everything. Ends with the counts and the works that needed more than one attempt.
+everything. Ends with `workflow status` and the works that needed more than one attempt.
 
     scripts/demo            # embedded Redis (started on demand), or WORKFLOW_REDIS_URL
 """
@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.table import Table
 
 from workflow import Client, Settings, Work
+from workflow.cli.status import render
+from workflow.status import snapshot
 
 PIPELINES = ("calibrate", "search")
 FUNCTION = "examples.calibration.calibrate"
@@ -72,12 +74,7 @@ def main() -> None:
 
 
 def show(client: Client, works: list[Work]) -> None:
-    table = Table("pipeline", "queued", "running", "success", "failure", title="counts")
-    for p in PIPELINES:
-        c = client.counts(p)
-        table.add_row(p, str(c["queued"] + c["delayed"]), str(c["running"]),
-                      f"[green]{c['success']}", f"[red]{c['failure']}")  # fmt: skip
-    console.print(table)
+    console.print(render(snapshot(client, list(PIPELINES))))  # what `workflow status` shows
     done = [client.get(w.id, pipeline=w.pipeline) for w in works]  # type: ignore[arg-type]
     again = [w for w in done if w.attempt > 1]
     table = Table("id", "pipeline", "attempts", "status", "last failure",
