@@ -13,8 +13,8 @@ import msgspec
 from workflow import core
 from workflow.client import COUNT_SETS, Client
 from workflow.keys import pipeline_keys, throughput_key, work_key
+from workflow.registry import WorkerInfo, list_workers
 from workflow.work import Failure
-from workflow.worker import WorkerInfo, list_workers
 
 __all__ = ["PipelineStatus", "Snapshot", "snapshot"]
 

@@ -35,18 +35,17 @@ from collections import deque
 from multiprocessing.connection import wait
 from typing import Any
 
-import msgspec
-
-from workflow import execution
+from workflow import execution, registry
 from workflow.client import Client, set_default_client
 from workflow.errors import ConnectionError, LeaseLost, WorkflowError, WorkNotFound
 from workflow.execution import Outcome
 from workflow.ids import new_id
-from workflow.keys import work_key, worker_key, workers_key
+from workflow.keys import work_key
 from workflow.pool import KILL_AFTER_S, Child
+from workflow.registry import WorkerInfo, list_workers
 from workflow.work import Failure, Work
 
-__all__ = ["Worker", "WorkerInfo"]
+__all__ = ["Worker", "WorkerInfo", "list_workers"]  # the last two live in registry
 
 log = logging.getLogger("workflow.worker")
 
@@ -60,22 +59,6 @@ SLEEP_S = 1.0
 
 Verdict = Failure | str
 """Decided outside the child: "lost" (do not complete), "release", or a timeout Failure."""
-
-
-class WorkerInfo(msgspec.Struct, kw_only=True):
-    """A worker's heartbeat record, as `workflow status` shows it."""
-
-    name: str
-    host: str
-    pid: int
-    pipelines: list[str]
-    function: str | None
-    concurrency: int
-    started: float
-    beat: float
-    processed: int = 0
-    failed: int = 0
-    current: list[str] = []
 
 
 class Worker:
@@ -378,11 +361,8 @@ class Worker:
         for work in pending:
             self._release(work)
         self._stop_children(self._idle)
-        try:
-            self.client.redis.zrem(workers_key(self.client.settings.prefix), self.info.name)
-            self.client.redis.delete(worker_key(self.client.settings.prefix, self.info.name))
-        except Exception:
-            pass
+        with contextlib.suppress(WorkflowError):
+            registry.withdraw(self.client, self.info.name)
         log.info("worker %s stopped: %d succeeded, %d failed", self.info.name,
                  self.info.processed, self.info.failed)  # fmt: skip
 
@@ -489,14 +469,7 @@ class Worker:
     def _beat(self, held: list[Work], ttl_s: float) -> None:
         self.info.beat = time.time()
         self.info.current = [w.id for w in held]  # type: ignore[misc]
-        prefix = self.client.settings.prefix
-        pipe = self.client.redis.pipeline(transaction=False)
-        pipe.set(
-            worker_key(prefix, self.info.name), msgspec.json.encode(self.info), px=int(ttl_s * 1000)
-        )
-        pipe.zadd(workers_key(prefix), {self.info.name: int(self.info.beat * 1000)})
-        pipe.zremrangebyscore(workers_key(prefix), "-inf", int((self.info.beat - 3 * ttl_s) * 1000))
-        self.client._io(pipe.execute, True)
+        registry.publish(self.client, self.info, ttl_s)
 
     # -- signals ------------------------------------------------------------------------
 
@@ -509,29 +482,3 @@ class Worker:
     def _wake(self) -> None:
         with contextlib.suppress(OSError):  # a full pipe already wakes the main thread
             os.write(self._wake_w, b"x")
-
-
-def list_workers(client: Client) -> list[WorkerInfo]:
-    """The workers whose heartbeat has not expired, by name."""
-    prefix = client.settings.prefix
-    names = [
-        n.decode()
-        for n in client._io(lambda: client.redis.zrange(workers_key(prefix), 0, -1), True)
-    ]
-    if not names:
-        return []
-    records = client._io(lambda: client.redis.mget([worker_key(prefix, n) for n in names]), True)
-    out = []
-    for name, record in zip(names, records, strict=True):
-        if record:
-            try:
-                out.append(_worker_decoder.decode(record))
-            except msgspec.MsgspecError:
-                log.warning("unreadable worker record %r: skipped", name)
-    return out
-
-
-_worker_decoder = msgspec.json.Decoder(WorkerInfo)
-
-
-__all__ += ["list_workers"]
