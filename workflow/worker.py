@@ -191,11 +191,13 @@ class Worker:
                 if not self._pending or (not self.in_process and not self._idle):
                     return
                 work = self._pending.popleft()
-                if self._stop.is_set():
-                    self._release(work)
-                    continue
-                child = None if self.in_process else self._idle.pop()
-                self._busy[work.id] = child  # type: ignore[index]
+                stopping = self._stop.is_set()
+                if not stopping:
+                    child = None if self.in_process else self._idle.pop()
+                    self._busy[work.id] = child  # type: ignore[index]
+            if stopping:  # (released outside the lock: _release takes it)
+                self._release(work)
+                continue
             if child is None:
                 self._log_start(work)
                 t0 = time.monotonic()
