@@ -36,7 +36,7 @@ console = Console()
 def worker(client: Client, log: Path, *extra: str) -> subprocess.Popen[bytes]:
     """`workflow run calibrate search examples.calibration.calibrate ...` as a process."""
     argv = [sys.executable, "-m", "workflow.cli.main", "--redis-url", client.settings.url,
-            "--prefix", PREFIX, "run", *PIPELINES, FUNCTION, "--lease-ms", "2000",
+            "--prefix", PREFIX, "run", *PIPELINES, FUNCTION,
             *extra]  # fmt: skip
     return subprocess.Popen(argv, cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
 
@@ -55,7 +55,9 @@ def main() -> None:
         console.print(f"deposited {len(works)} works in {1e3 * (time.perf_counter() - t0):.1f} ms")
 
         log = Path(tempfile.mkdtemp(prefix="workflow-demo-")) / "workers.log"
-        doomed = worker(client, log, "--concurrency", "2")
+        # A short lease for the worker about to die, so its works come back in 2 s (the
+        # others keep the default 30 s: a loaded machine must not look like a dead worker).
+        doomed = worker(client, log, "--concurrency", "2", "--lease-ms", "2000")
         while sum(client.counts(p)["running"] for p in PIPELINES) < 2:
             time.sleep(0.01)
         time.sleep(0.3)

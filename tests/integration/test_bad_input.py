@@ -20,14 +20,11 @@ from workflow import (
     WorkflowError,
     WorkNotFound,
 )
-from workflow.keys import PipelineKeys, namespace_pattern, pipeline_keys, work_key
+from workflow.keys import namespace_pattern, work_key
+
+from ..helpers import keys, where_ordered
 
 P = "bad-input"
-SETS = ("queued", "delayed", "running", "success", "failure", "cancelled")
-
-
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
 
 
 def wkey(client: Client, work_id: str, pipeline: str = P) -> str:
@@ -53,11 +50,6 @@ def snapshot(client: Client) -> dict[bytes, Any]:
         else:
             out[key] = r.get(key)
     return out
-
-
-def where(client: Client, work_id: str, pipeline: str = P) -> list[str]:
-    k = keys(client, pipeline)
-    return [name for name in SETS if client.redis.zscore(getattr(k, name), work_id) is not None]
 
 
 def status_of(client: Client, work_id: str, pipeline: str = P) -> str | None:
@@ -339,7 +331,7 @@ def test_withdraw_fails_a_corrupt_record_and_goes_on(
     assert got, "the good work behind it is withdrawn"
     assert [w.id for w in got] == ["ok0", "ok1"][: len(got)]  # all of them: see below
     assert status_of(client, "bad") == "failure"
-    assert where(client, "bad") == ["failure"]
+    assert where_ordered(client, "bad", P) == ["failure"]
     error = error_of(client, "bad")
     assert error["kind"] == "corrupt"
     for word in words:
@@ -373,8 +365,8 @@ def test_a_withdraw_that_meets_a_corrupt_record_loses_no_work(
     with contextlib.suppress(WorkflowError, TypeError):
         client.withdraw(P, count=2)
     for work_id in ("bad", "ok0", "ok1", "ok2"):
-        assert len(where(client, work_id)) == 1, work_id
-    assert where(client, "ok2") == ["queued"]
+        assert len(where_ordered(client, work_id, P)) == 1, work_id
+    assert where_ordered(client, "ok2", P) == ["queued"]
 
 
 def test_a_garbage_priority_field_does_not_crash_the_scripts(
@@ -389,11 +381,11 @@ def test_a_garbage_priority_field_does_not_crash_the_scripts(
     assert client.complete(work, "failure") == "queued"  # waits in delayed
     plant(client, "odd", {"priority": b"abc"})
     assert client.requeue_expired(P) == (0, 1)  # promotion reads the garbage copy
-    order = [m.decode() for m in client.redis.zrange(keys(client).queued, 0, -1)]
+    order = [m.decode() for m in client.redis.zrange(keys(client, P).queued, 0, -1)]
     assert order == ["ok0", "ok1", "ok2", "odd"]  # class 3: the fallback, behind the others
     got = client.withdraw(P, count=4)
     assert [w.id for w in got] == ["ok0", "ok1", "ok2"]
-    assert where(client, "odd") == ["failure"]
+    assert where_ordered(client, "odd", P) == ["failure"]
     error = msgspec.json.decode(
         client.redis.hget(work_key(client.settings.prefix, P, "odd"), "error")
     )
@@ -415,7 +407,7 @@ def test_a_garbage_attempt_field_does_not_crash_withdraw(client: Client, queue: 
         client.withdraw(P, count=2)
     finally:
         for work_id in ("odd", "ok0", "ok1", "ok2"):
-            assert len(where(client, work_id)) == 1, f"{work_id} lost or duplicated"
+            assert len(where_ordered(client, work_id, P)) == 1, f"{work_id} lost or duplicated"
 
 
 def test_delete_removes_a_record_missing_its_status(client: Client, queue: list[Work]) -> None:
@@ -423,7 +415,7 @@ def test_delete_removes_a_record_missing_its_status(client: Client, queue: list[
     plant(client, "bad", {"status": None})
     assert client.delete("bad", pipeline=P) is True
     assert not client.redis.exists(wkey(client, "bad"))
-    assert where(client, "bad") == []
+    assert where_ordered(client, "bad", P) == []
 
 
 def test_renew_and_complete_of_a_foreign_object_change_nothing(

@@ -15,21 +15,12 @@ from workflow import Client, Work
 from workflow.connection import COMMAND_TIMEOUT_S
 from workflow.keys import pipeline_keys
 
+from ..helpers import now_ms, wait_until
+
 T = TypeVar("T")
 P = "blocking"
 WAITER = "workflow-wait"
 """Client name of the connection a blocked withdraw waits on."""
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.005)
 
 
 def blocked_waiters(client: Client) -> list[dict[str, Any]]:
@@ -37,11 +28,6 @@ def blocked_waiters(client: Client) -> list[dict[str, Any]]:
     return [
         c for c in client.redis.client_list() if c.get("name") == WAITER and c.get("cmd") == "blpop"
     ]
-
-
-def redis_now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
 
 
 def timed(fn: Callable[[], T]) -> Callable[[], tuple[T, float]]:
@@ -77,7 +63,7 @@ def test_a_long_blocking_withdraw_outlives_the_socket_timeout(
     depositor = make_client()
     started = time.monotonic()
     future = start_withdraw(pool, waiter, P, timeout_s=12)
-    wait_until(lambda: blocked_waiters(client))
+    wait_until(lambda: blocked_waiters(client), poll_s=0.005)
     time.sleep(max(0.0, started + 10.5 - time.monotonic()))
     [conn] = blocked_waiters(client)  # the same BLPOP, blocked for more than 10 s by now
     assert int(conn["age"]) >= 10 and int(conn["idle"]) >= 10, conn
@@ -100,7 +86,7 @@ def test_an_idle_withdraw_wakes_on_a_deposit(
     latencies = []
     for i in range(5):
         future = start_withdraw(pool, waiter, P, timeout_s=10)
-        wait_until(lambda: blocked_waiters(client))
+        wait_until(lambda: blocked_waiters(client), poll_s=0.005)
         time.sleep(0.05)
         work = Work(pipeline=P, id=f"w{i}")
         deposited = time.monotonic()
@@ -117,7 +103,7 @@ def test_a_withdraw_blocked_on_several_pipelines_wakes_on_any(
 ) -> None:
     waiter, depositor = make_client(), make_client()
     future = start_withdraw(pool, waiter, ["first", "second"], timeout_s=10)
-    wait_until(lambda: blocked_waiters(client))
+    wait_until(lambda: blocked_waiters(client), poll_s=0.005)
     deposited = time.monotonic()
     depositor.deposit([Work(pipeline="second", id="w2")])
     works, returned = future.result(timeout=5)
@@ -160,7 +146,7 @@ def _fail_once(client: Client) -> tuple[Work, float]:
     k = pipeline_keys(client.settings.prefix, P)
     due_ms = client.redis.zscore(k.delayed, "retried")
     assert due_ms is not None
-    return work, (due_ms - redis_now_ms(client)) / 1000
+    return work, (due_ms - now_ms(client)) / 1000
 
 
 def test_a_blocked_withdraw_picks_up_a_retry_when_it_is_due(
@@ -190,7 +176,7 @@ def test_an_already_blocked_withdraw_picks_up_a_new_retry_when_due(
     [held] = worker.withdraw(P)
     worker.redis.delete(pipeline_keys(worker.settings.prefix, P).wake)
     future = start_withdraw(pool, waiter, P, timeout_s=8)
-    wait_until(lambda: blocked_waiters(client))
+    wait_until(lambda: blocked_waiters(client), poll_s=0.005)
     time.sleep(0.1)
     assert worker.complete(held, "failure") == "queued"
     failed = time.monotonic()
@@ -204,7 +190,7 @@ def test_an_already_blocked_withdraw_picks_up_a_delayed_deposit_when_due(
 ) -> None:
     waiter, depositor = make_client(idle_wait_s=2.5), make_client()
     future = start_withdraw(pool, waiter, P, timeout_s=8)
-    wait_until(lambda: blocked_waiters(client))
+    wait_until(lambda: blocked_waiters(client), poll_s=0.005)
     time.sleep(0.1)
     depositor.deposit([Work(pipeline=P, id="later")], delay_s=0.3)
     deposited = time.monotonic()

@@ -4,55 +4,19 @@ fencing by the lease token, and idempotent re-sends."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from workflow import Client, LeaseLost, Work, WorkNotFound, core
 from workflow.execution import failure_from as format_exception
-from workflow.keys import PipelineKeys, pipeline_keys, work_key
+from workflow.keys import work_key
 from workflow.scripting import load
 
-T = TypeVar("T")
+from ..helpers import entries, keys, now_ms, record, wait_until, where
+
 P = "complete-pipe"
 CLASS = 2**42
-
-
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def record(client: Client, work_id: str, pipeline: str = P) -> dict[bytes, bytes]:
-    return client.redis.hgetall(work_key(client.settings.prefix, pipeline, work_id))
-
-
-def now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.01)
-
-
-def where(client: Client, work_id: str, pipeline: str = P) -> set[str]:
-    """The names of the sorted sets holding `work_id`."""
-    k = keys(client, pipeline)
-    names = ("queued", "running", "delayed", "success", "failure", "cancelled")
-    return {n for n in names if client.redis.zscore(getattr(k, n), work_id) is not None}
-
-
-def entries(client: Client, pipeline: str = P) -> list[dict[bytes, bytes]]:
-    return [fields for _, fields in client.redis.xrange(keys(client, pipeline).done)]
 
 
 def boom() -> Exception:
@@ -84,7 +48,7 @@ def test_success_is_terminal_and_stores_the_outputs(client: Client) -> None:
     after = now_ms(client)
     assert w.status == "success"
 
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     stop = int(rec[b"stop"])
     assert before <= stop <= after
     assert rec[b"status"] == b"success"
@@ -93,9 +57,9 @@ def test_success_is_terminal_and_stores_the_outputs(client: Client) -> None:
     assert json.loads(rec[b"products"]) == ["out.h5"]
     assert json.loads(rec[b"plots"]) == ["plot.png"]
     assert b"error" not in rec
-    assert where(client, "w") == {"success"}
-    assert client.redis.zscore(keys(client).success, "w") == stop
-    assert entries(client) == [{b"id": b"w", b"status": b"success", b"attempt": b"1"}]
+    assert where(client, "w", P) == {"success"}
+    assert client.redis.zscore(keys(client, P).success, "w") == stop
+    assert entries(client, P) == [{b"id": b"w", b"status": b"success", b"attempt": b"1"}]
     assert client.stats(P)["success"] == 1
 
     stored = client.get("w", pipeline=P)
@@ -114,7 +78,7 @@ def test_success_after_a_failed_attempt_keeps_that_failure_on_record(client: Cli
     assert stored.status == "success"
     assert stored.error is not None
     assert (stored.error.message, stored.error.attempt) == ("ValueError: boom", 1)
-    assert entries(client) == [{b"id": b"w", b"status": b"success", b"attempt": b"2"}]
+    assert entries(client, P) == [{b"id": b"w", b"status": b"success", b"attempt": b"2"}]
 
 
 # -- failure -------------------------------------------------------------------------------
@@ -125,16 +89,16 @@ def test_failure_with_retries_left_waits_in_delayed_with_backoff(
 ) -> None:
     worker = make_client(backoff_base_ms=200, backoff_max_ms=300)
     client.deposit([Work(pipeline=P, id="w", retries=3)])
-    k = keys(client)
+    k = keys(client, P)
     # attempt n waits min(max, base * 2**(n-1)) = d, jittered into [d/2, d).
     for attempt, d in ((1, 200), (2, 300), (3, 300)):
         [w] = wait_until(lambda: worker.withdraw(P))
         assert w.attempt == attempt
         assert worker.complete(w, "failure", failure=format_exception(boom())) == "queued"
-        rec = record(client, "w")
+        rec = record(client, "w", P)
         assert rec[b"status"] == b"queued"
         assert rec[b"attempt"] == str(attempt).encode()
-        assert where(client, "w") == {"delayed"}
+        assert where(client, "w", P) == {"delayed"}
         wait = client.redis.zscore(k.delayed, "w") - int(rec[b"stop"])
         assert d // 2 <= wait < d, (attempt, wait)
         error = client.get("w", pipeline=P).error
@@ -143,7 +107,7 @@ def test_failure_with_retries_left_waits_in_delayed_with_backoff(
         assert error.message == "ValueError: boom"
         assert "Traceback" in (error.traceback or "") and "boom" in (error.traceback or "")
     assert client.stats(P)["retried"] == 3
-    assert entries(client) == []  # nothing finished yet
+    assert entries(client, P) == []  # nothing finished yet
 
 
 @pytest.mark.parametrize(("jitter", "wait"), [(0.0, 100), (0.5, 150), (0.999999, 199)])
@@ -154,8 +118,8 @@ def test_backoff_jitter_bounds_are_exact(
     client.deposit([Work(pipeline=P, id="w", retries=1)])
     [w] = worker.withdraw(P)
     assert raw_fail(worker, w, jitter) == b"queued"
-    stop = int(record(client, "w")[b"stop"])
-    assert client.redis.zscore(keys(client).delayed, "w") == stop + wait
+    stop = int(record(client, "w", P)[b"stop"])
+    assert client.redis.zscore(keys(client, P).delayed, "w") == stop + wait
 
 
 def test_failure_with_no_retries_left_is_terminal(client: Client) -> None:
@@ -163,11 +127,11 @@ def test_failure_with_no_retries_left_is_terminal(client: Client) -> None:
     [w] = client.withdraw(P)
     assert client.complete(w, "failure", failure=format_exception(boom())) == "failure"
     assert w.status == "failure"
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert rec[b"status"] == b"failure"
-    assert where(client, "w") == {"failure"}
-    assert client.redis.zscore(keys(client).failure, "w") == int(rec[b"stop"])
-    assert entries(client) == [{b"id": b"w", b"status": b"failure", b"attempt": b"1"}]
+    assert where(client, "w", P) == {"failure"}
+    assert client.redis.zscore(keys(client, P).failure, "w") == int(rec[b"stop"])
+    assert entries(client, P) == [{b"id": b"w", b"status": b"failure", b"attempt": b"1"}]
     stats = client.stats(P)
     assert stats["failure"] == 1 and "retried" not in stats
     stored = client.get("w", pipeline=P)
@@ -185,14 +149,14 @@ def test_last_allowed_attempt_fails_terminally(client: Client) -> None:
     assert (
         client.get("w", pipeline=P).error.message == "marked failure without an error record"
     )  # the default
-    assert entries(client) == [{b"id": b"w", b"status": b"failure", b"attempt": b"2"}]
+    assert entries(client, P) == [{b"id": b"w", b"status": b"failure", b"attempt": b"2"}]
 
 
 def test_terminal_failure_skips_the_retries(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w", retries=2)])
     [w] = client.withdraw(P)
     assert client.complete(w, "failure", terminal=True) == "failure"
-    assert where(client, "w") == {"failure"}
+    assert where(client, "w", P) == {"failure"}
     assert "retried" not in client.stats(P)
 
 
@@ -202,21 +166,21 @@ def test_terminal_failure_skips_the_retries(client: Client) -> None:
 def test_release_hands_the_work_back_without_counting_the_attempt(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w", priority=4), Work(pipeline=P, id="x", priority=4)])
     [w] = client.withdraw(P)
-    k = keys(client)
+    k = keys(client, P)
     client.redis.delete(k.wake)
     assert client.complete(w, "release") == "queued"
 
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert (rec[b"status"], rec[b"attempt"]) == (b"queued", b"0")
     assert b"stop" not in rec
-    assert where(client, "w") == {"queued"}
+    assert where(client, "w", P) == {"queued"}
     # A fresh sequence number: behind the works of its class already waiting.
     assert client.redis.zscore(k.queued, "w") == (5 - 4) * CLASS + 3
     assert client.redis.llen(k.wake) == 1
     assert client.stats(P)["released"] == 1
-    assert entries(client) == []
+    assert entries(client, P) == []
     assert [v.id for v in client.withdraw(P, count=2)] == ["x", "w"]
-    assert record(client, "w")[b"attempt"] == b"1"
+    assert record(client, "w", P)[b"attempt"] == b"1"
 
 
 def test_release_keeps_the_wake_list_within_wake_cap(client: Client, make_client) -> None:
@@ -224,7 +188,7 @@ def test_release_keeps_the_wake_list_within_wake_cap(client: Client, make_client
     small.deposit([Work(pipeline=P) for _ in range(5)])
     for w in small.withdraw(P, count=5):
         small.complete(w, "release")
-    assert client.redis.llen(keys(client).wake) <= 2
+    assert client.redis.llen(keys(client, P).wake) <= 2
 
 
 # -- fencing and idempotence ---------------------------------------------------------------
@@ -235,18 +199,18 @@ def test_a_stale_completion_is_rejected_and_recorded(client: Client, make_client
     client.deposit([Work(pipeline=P, id="w", retries=1)])
     [old] = old_worker.withdraw(P)
     [new] = wait_until(lambda: client.withdraw(P))  # lease expired: reclaimed, re-withdrawn
-    before = record(client, "w")
+    before = record(client, "w", P)
 
     old.results = {"late": True}
     with pytest.raises(LeaseLost):
         old_worker.complete(old, "success")
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert rec.pop(b"rejected") == b"1"
     assert rec == before  # the newer attempt is untouched
-    assert where(client, "w") == {"running"}
+    assert where(client, "w", P) == {"running"}
     assert client.stats(P)["rejected"] == 1
     assert "success" not in client.stats(P)
-    assert entries(client) == []
+    assert entries(client, P) == []
 
     new.results = {"on": "time"}
     assert client.complete(new, "success") == "success"
@@ -256,7 +220,7 @@ def test_a_stale_completion_is_rejected_and_recorded(client: Client, make_client
     with pytest.raises(LeaseLost):
         old_worker.complete(old, "failure")
     assert client.stats(P)["rejected"] == 2
-    assert record(client, "w")[b"rejected"] == b"2"
+    assert record(client, "w", P)[b"rejected"] == b"2"
 
 
 def test_completion_without_a_lease_is_rejected(client: Client) -> None:
@@ -267,7 +231,7 @@ def test_completion_without_a_lease_is_rejected(client: Client) -> None:
     never._token = "forged:1"
     with pytest.raises(LeaseLost):
         client.complete(never, "success")
-    assert record(client, "w")[b"status"] == b"queued"
+    assert record(client, "w", P)[b"status"] == b"queued"
     assert client.stats(P)["rejected"] == 1
 
 
@@ -284,13 +248,13 @@ def test_resending_the_same_completion_is_idempotent(
     token = w._token  # type: ignore[attr-defined]
     assert client.complete(w, outcome) == status  # type: ignore[arg-type]
     assert w._token == ""  # type: ignore[attr-defined]  # the attempt is over for this object
-    rec = record(client, "w")
-    stream = entries(client)
+    rec = record(client, "w", P)
+    stream = entries(client, P)
 
     w._token = token  # type: ignore[attr-defined]  # the same call re-sent after a lost reply
     assert client.complete(w, outcome) == status  # type: ignore[arg-type]
-    assert record(client, "w") == rec
-    assert entries(client) == stream
+    assert record(client, "w", P) == rec
+    assert entries(client, P) == stream
     assert client.stats(P)[stat] == 1
     assert "rejected" not in client.stats(P)
 
@@ -308,4 +272,4 @@ def test_completing_a_deleted_work_is_not_found(client: Client) -> None:
     with pytest.raises(WorkNotFound):
         client.complete(w, "success")
     assert not client.redis.exists(work_key(client.settings.prefix, P, "w"))
-    assert entries(client) == []
+    assert entries(client, P) == []

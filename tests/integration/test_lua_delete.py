@@ -5,20 +5,11 @@ from __future__ import annotations
 import pytest
 
 from workflow import Client, Work, WorkNotFound
-from workflow.keys import PipelineKeys, pipeline_keys, work_key
+from workflow.keys import work_key
+
+from ..helpers import keys, where
 
 P = "delete-pipe"
-
-
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def where(client: Client, work_id: str, pipeline: str = P) -> set[str]:
-    """The names of the sorted sets holding `work_id`."""
-    k = keys(client, pipeline)
-    names = ("queued", "running", "delayed", "success", "failure", "cancelled")
-    return {n for n in names if client.redis.zscore(getattr(k, n), work_id) is not None}
 
 
 def put_in(client: Client, state: str) -> Work:
@@ -56,18 +47,18 @@ def test_delete_removes_the_work_from_everywhere(
     client: Client, make_client, state: str, home: str
 ) -> None:
     put_in(make_client(backoff_base_ms=60_000, backoff_max_ms=60_000), state)
-    assert where(client, "w") == {home}
+    assert where(client, "w", P) == {home}
     wkey = work_key(client.settings.prefix, P, "w")
     assert client.redis.exists(wkey)
 
     assert client.delete("w", pipeline=P) is True
-    assert where(client, "w") == set()
+    assert where(client, "w", P) == set()
     assert not client.redis.exists(wkey)
     assert client.stats(P)["deleted"] == 1
     with pytest.raises(WorkNotFound):
         client.get("w", pipeline=P)
     # The bystander is untouched.
-    assert where(client, "b") == {"queued"}
+    assert where(client, "b", P) == {"queued"}
     assert client.requeue_expired(P) == (0, 0)
 
 
@@ -76,7 +67,7 @@ def test_delete_by_id_or_work_object(client: Client) -> None:
     client.deposit([a, b])
     assert client.delete(a.id) is True  # type: ignore[arg-type]  # pipeline found by search
     assert b.delete() is True  # the Work method, default client
-    assert client.redis.zcard(keys(client).queued) == 0
+    assert client.redis.zcard(keys(client, P).queued) == 0
     assert client.stats(P)["deleted"] == 2
 
 
@@ -99,6 +90,6 @@ def test_a_deleted_running_works_worker_learns_it(client: Client) -> None:
         client.complete(w, "success")
     with pytest.raises(WorkNotFound):
         client.complete(w, "failure")
-    assert where(client, "w") == set()
+    assert where(client, "w", P) == set()
     assert not client.redis.exists(work_key(client.settings.prefix, P, "w"))
-    assert client.redis.xlen(keys(client).done) == 0
+    assert client.redis.xlen(keys(client, P).done) == 0

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 from workflow import Client, Work
 from workflow.client import DEPOSIT_CHUNK
-from workflow.keys import PipelineKeys, pipeline_keys, pipelines_key, work_key
+from workflow.keys import pipelines_key
+
+from ..helpers import keys, now_ms, record
 
 P = "deposit-pipe"
 CLASS = 2**42
 """Width of one priority class in the queued score: (5 - priority) * 2**42 + sequence."""
-
-
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def record(client: Client, work_id: str, pipeline: str = P) -> dict[bytes, bytes]:
-    return client.redis.hgetall(work_key(client.settings.prefix, pipeline, work_id))
-
-
-def now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
 
 
 def test_new_work_is_queued_with_attempt_zero_and_fifo_score(client: Client) -> None:
@@ -30,8 +19,8 @@ def test_new_work_is_queued_with_attempt_zero_and_fifo_score(client: Client) -> 
     assert w.id is not None
     assert (w.status, w.attempt) == ("queued", 0)
 
-    k = keys(client)
-    rec = record(client, w.id)
+    k = keys(client, P)
+    rec = record(client, w.id, P)
     assert rec[b"status"] == b"queued"
     assert rec[b"attempt"] == b"0"
     assert rec[b"priority"] == b"2"
@@ -52,9 +41,9 @@ def test_new_work_is_queued_with_attempt_zero_and_fifo_score(client: Client) -> 
 def test_work_deposit_uses_the_default_client(client: Client) -> None:
     w = Work(pipeline=P, parameters={"a": 1})
     assert w.deposit() is True
-    assert client.redis.zscore(keys(client).queued, w.id) == 2 * CLASS + 1
+    assert client.redis.zscore(keys(client, P).queued, w.id) == 2 * CLASS + 1
     assert w.deposit(return_ids=True) == w.id  # a re-deposit: same id, nothing new
-    assert client.redis.zcard(keys(client).queued) == 1
+    assert client.redis.zcard(keys(client, P).queued) == 1
 
 
 def test_batch_across_priorities_scores_each_class_fifo(client: Client) -> None:
@@ -62,7 +51,7 @@ def test_batch_across_priorities_scores_each_class_fifo(client: Client) -> None:
     works = [Work(pipeline=P, priority=p, parameters={"i": i}) for i, p in enumerate(priorities)]
     assert client.deposit(works) == [True] * len(works)
 
-    k = keys(client)
+    k = keys(client, P)
     for seq, (w, p) in enumerate(zip(works, priorities, strict=True), start=1):
         assert client.redis.zscore(k.queued, w.id) == (5 - p) * CLASS + seq
     ordered = [m.decode() for m in client.redis.zrange(k.queued, 0, -1)]
@@ -74,14 +63,14 @@ def test_batch_across_priorities_scores_each_class_fifo(client: Client) -> None:
 def test_redeposit_of_an_existing_id_changes_nothing(client: Client) -> None:
     w = Work(pipeline=P, parameters={"v": 1})
     client.deposit([w])
-    k = keys(client)
-    before = record(client, w.id)
+    k = keys(client, P)
+    before = record(client, w.id, P)
     score = client.redis.zscore(k.queued, w.id)
 
     again = Work(pipeline=P, id=w.id, parameters={"v": 2}, priority=5, retries=0)
     assert client.deposit([again]) == [False]
     assert again.status == "created"  # not touched: it was not deposited
-    assert record(client, w.id) == before
+    assert record(client, w.id, P) == before
     assert client.redis.zscore(k.queued, w.id) == score
     assert client.redis.zcard(k.queued) == 1
     assert client.redis.get(k.seq) == b"1"
@@ -101,12 +90,12 @@ def test_redeposit_of_a_running_or_finished_work_does_not_requeue_it(client: Cli
     [got] = client.withdraw(P)
     client.complete(got, "success")
     assert client.deposit([Work(pipeline=P, id="fixed-id")]) == [False]
-    assert record(client, "fixed-id")[b"status"] == b"success"
-    assert client.redis.zcard(keys(client).queued) == 0
+    assert record(client, "fixed-id", P)[b"status"] == b"success"
+    assert client.redis.zcard(keys(client, P).queued) == 0
 
 
 def test_delay_parks_the_work_in_delayed_with_one_wake_token(client: Client) -> None:
-    k = keys(client)
+    k = keys(client, P)
     before = now_ms(client)
     w = Work(pipeline=P)
     assert client.deposit([w], delay_s=0.5) == [True]
@@ -115,7 +104,7 @@ def test_delay_parks_the_work_in_delayed_with_one_wake_token(client: Client) -> 
     due = client.redis.zscore(k.delayed, w.id)
     assert before + 500 <= due <= after + 500
     assert client.redis.zscore(k.queued, w.id) is None
-    assert record(client, w.id)[b"status"] == b"queued"
+    assert record(client, w.id, P)[b"status"] == b"queued"
     assert client.redis.get(k.seq) is None  # a sequence number is taken on promotion
     # One token: a blocked withdrawer wakes, finds it not due, and waits until it is.
     assert client.redis.llen(k.wake) == 1
@@ -123,7 +112,7 @@ def test_delay_parks_the_work_in_delayed_with_one_wake_token(client: Client) -> 
 
 
 def test_wake_tokens_are_capped_at_wake_cap(client: Client, make_client) -> None:
-    k = keys(client)
+    k = keys(client, P)
     small = make_client(wake_cap=5)
     small.deposit([Work(pipeline=P) for _ in range(3)])
     assert client.redis.llen(k.wake) == 3
@@ -156,7 +145,7 @@ def test_global_pipelines_set_lists_every_pipeline_once(client: Client, make_cli
     assert members == {P.encode(), b"other.pipe"}
     assert client.pipelines() == sorted([P, "other.pipe"])
     # Each pipeline's works went to that pipeline's own keys.
-    assert client.redis.zcard(keys(client).queued) == 3
+    assert client.redis.zcard(keys(client, P).queued) == 3
     assert client.redis.zcard(keys(client, "other.pipe").queued) == 1
 
 
@@ -166,7 +155,7 @@ def test_batch_larger_than_one_deposit_chunk(client: Client) -> None:
     assert client.deposit(works) == [True] * n
     assert len({w.id for w in works}) == n
 
-    k = keys(client)
+    k = keys(client, P)
     assert client.redis.zcard(k.queued) == n
     assert client.redis.get(k.seq) == str(n).encode()
     assert client.stats(P)["deposited"] == n

@@ -3,47 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import TypeVar
 
 from workflow import Client, Work
-from workflow.keys import PipelineKeys, pipeline_keys, work_key
 
-T = TypeVar("T")
+from ..helpers import keys, now_ms, record, wait_until
+
 P = "renew-pipe"
-
-
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def record(client: Client, work_id: str, pipeline: str = P) -> dict[bytes, bytes]:
-    return client.redis.hgetall(work_key(client.settings.prefix, pipeline, work_id))
-
-
-def now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.01)
 
 
 def test_renew_ok_extends_the_lease_and_changes_nothing_else(client: Client, make_client) -> None:
     worker = make_client(lease_ms=300)
     client.deposit([Work(pipeline=P, id="w")])
     [w] = worker.withdraw(P)
-    k = keys(client)
+    k = keys(client, P)
     first = client.redis.zscore(k.running, "w")
-    rec = record(client, "w")
+    rec = record(client, "w", P)
 
     wait_until(lambda: now_ms(client) >= first - 250)
     before = now_ms(client)
@@ -52,20 +26,20 @@ def test_renew_ok_extends_the_lease_and_changes_nothing_else(client: Client, mak
     score = client.redis.zscore(k.running, "w")
     assert before + 300 <= score <= after + 300
     assert score > first
-    assert record(client, "w") == rec
+    assert record(client, "w", P) == rec
     assert w.renew() is None  # the Work method (default client, its own lease length)
 
 
 def test_renew_with_a_wrong_token_is_lost(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w")])
     [w] = client.withdraw(P)
-    score = client.redis.zscore(keys(client).running, "w")
+    score = client.redis.zscore(keys(client, P).running, "w")
 
     stale = client.get("w", pipeline=P)
     assert client.renew([stale]) == ["lost"]  # never withdrawn by this process: no token
     stale._token = w._token + "x"
     assert client.renew([stale]) == ["lost"]
-    assert client.redis.zscore(keys(client).running, "w") == score
+    assert client.redis.zscore(keys(client, P).running, "w") == score
 
 
 def test_renew_after_reclaim_and_rewithdraw_by_another_client_is_lost(
@@ -76,10 +50,10 @@ def test_renew_after_reclaim_and_rewithdraw_by_another_client_is_lost(
     [w] = worker.withdraw(P)
     [w2] = wait_until(lambda: client.withdraw(P))  # reclaimed, retried, withdrawn again
     assert w2.attempt == 2
-    score = client.redis.zscore(keys(client).running, "w")
+    score = client.redis.zscore(keys(client, P).running, "w")
 
     assert worker.renew([w]) == ["lost"]
-    assert client.redis.zscore(keys(client).running, "w") == score
+    assert client.redis.zscore(keys(client, P).running, "w") == score
     assert client.renew([w2]) == ["ok"]
 
 
@@ -88,9 +62,9 @@ def test_renew_after_reclaim_before_rewithdraw_is_lost(client: Client, make_clie
     client.deposit([Work(pipeline=P, id="w", retries=1)])
     [w] = worker.withdraw(P)
     wait_until(lambda: worker.requeue_expired(P)[0] == 1)
-    assert record(client, "w")[b"status"] == b"queued"  # waiting out its backoff
+    assert record(client, "w", P)[b"status"] == b"queued"  # waiting out its backoff
     assert worker.renew([w]) == ["lost"]
-    assert client.redis.zscore(keys(client).running, "w") is None  # not re-added
+    assert client.redis.zscore(keys(client, P).running, "w") is None  # not re-added
 
 
 def test_renew_after_completion_is_lost(client: Client) -> None:
@@ -98,7 +72,7 @@ def test_renew_after_completion_is_lost(client: Client) -> None:
     [w] = client.withdraw(P)
     client.complete(w, "success")
     assert client.renew([w]) == ["lost"]
-    assert client.redis.zscore(keys(client).running, "w") is None
+    assert client.redis.zscore(keys(client, P).running, "w") is None
 
 
 def test_renew_of_a_cancelled_work_says_cancelled(client: Client) -> None:
@@ -106,7 +80,7 @@ def test_renew_of_a_cancelled_work_says_cancelled(client: Client) -> None:
     [w] = client.withdraw(P)
     client.cancel("w", pipeline=P)
     assert client.renew([w]) == ["cancelled"]
-    assert client.redis.zscore(keys(client).running, "w") is None  # not re-added
+    assert client.redis.zscore(keys(client, P).running, "w") is None  # not re-added
 
 
 def test_renew_of_a_deleted_work_says_missing(client: Client) -> None:
@@ -114,7 +88,7 @@ def test_renew_of_a_deleted_work_says_missing(client: Client) -> None:
     [w] = client.withdraw(P)
     client.delete(w)
     assert client.renew([w]) == ["missing"]
-    assert client.redis.zscore(keys(client).running, "w") is None
+    assert client.redis.zscore(keys(client, P).running, "w") is None
 
 
 def test_one_renew_call_answers_per_work_across_pipelines(client: Client) -> None:
@@ -131,8 +105,8 @@ def test_renew_never_extends_past_deadline_plus_grace(client: Client, make_clien
     worker = make_client(lease_ms=60_000, grace_ms=200)
     client.deposit([Work(pipeline=P, id="w", timeout=1)])
     [w] = worker.withdraw(P)
-    cap = int(record(client, "w")[b"deadline"]) + 200
-    k = keys(client)
+    cap = int(record(client, "w", P)[b"deadline"]) + 200
+    k = keys(client, P)
     assert client.redis.zscore(k.running, "w") == cap
     assert worker.renew([w]) == ["ok"]
     assert client.redis.zscore(k.running, "w") == cap
@@ -141,7 +115,7 @@ def test_renew_never_extends_past_deadline_plus_grace(client: Client, make_clien
     short = make_client(lease_ms=300, grace_ms=200)
     client.deposit([Work(pipeline=P, id="s", timeout=1)])
     [s] = short.withdraw(P)
-    cap = int(record(client, "s")[b"deadline"]) + 200
+    cap = int(record(client, "s", P)[b"deadline"]) + 200
     scores = []
     while now_ms(client) < cap - 30:
         assert short.renew([s]) == ["ok"]

@@ -3,46 +3,13 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TypeVar
-
 from workflow import Client, Work
-from workflow.keys import PipelineKeys, pipeline_keys, work_key
 
-T = TypeVar("T")
+from ..helpers import keys, now_ms, record, wait_until, where
+
 P = "sweep-pipe"
 STATES = ("queued", "running", "delayed", "success", "failure", "cancelled")
 SLOW_BACKOFF = {"backoff_base_ms": 60_000, "backoff_max_ms": 60_000}
-
-
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def record(client: Client, work_id: str, pipeline: str = P) -> dict[bytes, bytes]:
-    return client.redis.hgetall(work_key(client.settings.prefix, pipeline, work_id))
-
-
-def now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.01)
-
-
-def where(client: Client, work_id: str, pipeline: str = P) -> set[str]:
-    k = keys(client, pipeline)
-    return {n for n in STATES if client.redis.zscore(getattr(k, n), work_id) is not None}
 
 
 def expire_leases(client: Client, make_client, works: list[Work]) -> None:
@@ -74,22 +41,22 @@ def test_expired_leases_are_retried_with_backoff(client: Client, make_client) ->
     expire_leases(client, make_client, new("a b c", retries=1))
     assert sweeper.requeue_expired(P) == (3, 0)
     for i in "abc":
-        assert where(client, i) == {"delayed"}
-        rec = record(client, i)
+        assert where(client, i, P) == {"delayed"}
+        rec = record(client, i, P)
         assert (rec[b"status"], rec[b"attempt"]) == (b"queued", b"1")
         assert client.get(i, pipeline=P).error.kind == "lease"
     stats = client.stats(P)
     assert (stats["expired"], stats["retried"]) == (3, 3)
-    assert client.redis.xlen(keys(client).done) == 0
+    assert client.redis.xlen(keys(client, P).done) == 0
 
 
 def test_expired_leases_without_retries_fail(client: Client, make_client) -> None:
     expire_leases(client, make_client, new("a b", retries=0))
     assert client.requeue_expired(P) == (2, 0)
     for i in "ab":
-        assert where(client, i) == {"failure"}
-        assert record(client, i)[b"status"] == b"failure"
-    done = [f for _, f in client.redis.xrange(keys(client).done)]
+        assert where(client, i, P) == {"failure"}
+        assert record(client, i, P)[b"status"] == b"failure"
+    done = [f for _, f in client.redis.xrange(keys(client, P).done)]
     assert sorted(done, key=lambda f: f[b"id"]) == [
         {b"id": b"a", b"status": b"failure", b"attempt": b"1"},
         {b"id": b"b", b"status": b"failure", b"attempt": b"1"},
@@ -102,7 +69,7 @@ def test_a_retry_due_at_once_is_reclaimed_and_promoted_in_one_sweep(
 ) -> None:
     expire_leases(client, make_client, new("a", retries=1))
     assert client.requeue_expired(P) == (1, 1)  # the test settings' backoff is 0
-    assert where(client, "a") == {"queued"}
+    assert where(client, "a", P) == {"queued"}
     [w] = client.withdraw(P)
     assert (w.id, w.attempt) == ("a", 2)
 
@@ -112,25 +79,25 @@ def test_due_delayed_works_are_promoted_in_due_order(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="d1", priority=5)], delay_s=0.05)
     client.deposit([Work(pipeline=P, id="d2", priority=5)], delay_s=0.06)
     client.deposit([Work(pipeline=P, id="later")], delay_s=60)
-    due = client.redis.zscore(keys(client).delayed, "d2")
+    due = client.redis.zscore(keys(client, P).delayed, "d2")
     wait_until(lambda: now_ms(client) > due)
 
     assert client.requeue_expired(P) == (0, 2)
-    order = [m.decode() for m in client.redis.zrange(keys(client).queued, 0, -1)]
+    order = [m.decode() for m in client.redis.zrange(keys(client, P).queued, 0, -1)]
     assert order == ["x", "d1", "d2"]
-    assert where(client, "later") == {"delayed"}
-    assert record(client, "d1")[b"status"] == b"queued"
+    assert where(client, "later", P) == {"delayed"}
+    assert record(client, "d1", P)[b"status"] == b"queued"
     assert client.requeue_expired(P) == (0, 0)
 
 
 def test_the_sweep_is_bounded_by_recover_limit(client: Client, make_client) -> None:
     ids = [f"w{i}" for i in range(5)]
     expire_leases(client, make_client, new(" ".join(ids), retries=1))
-    k = keys(client)
+    k = keys(client, P)
     by_expiry = [m.decode() for m in client.redis.zrange(k.running, 0, -1)]
     sweeper = make_client(recover_limit=2, **SLOW_BACKOFF)
     assert sweeper.requeue_expired(P) == (2, 0)
-    assert {i for i in ids if where(client, i) == {"running"}} == set(by_expiry[2:])
+    assert {i for i in ids if where(client, i, P) == {"running"}} == set(by_expiry[2:])
     assert sweeper.requeue_expired(P) == (2, 0)
     assert sweeper.requeue_expired(P) == (1, 0)
     assert sweeper.requeue_expired(P) == (0, 0)
@@ -166,7 +133,7 @@ def test_withdraw_runs_the_same_bounded_recovery(client: Client, make_client) ->
 
 
 def test_ids_whose_records_were_deleted_are_dropped(client: Client) -> None:
-    k = keys(client)
+    k = keys(client, P)
     client.redis.zadd(k.running, {"ghost-run": 0})
     client.redis.zadd(k.delayed, {"ghost-delayed": 0})
     assert client.requeue_expired(P) == (1, 1)  # counted as handled ...

@@ -4,63 +4,29 @@ every other status is refused and nothing changes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from workflow import Client, Failure, InvalidTransition, LeaseLost, Work, WorkNotFound
-from workflow.keys import PipelineKeys, pipeline_keys, work_key
 
-T = TypeVar("T")
+from ..helpers import entries, keys, now_ms, record, wait_until, where
+
 P = "retry-pipe"
 STATES = ("queued", "running", "delayed", "success", "failure", "cancelled")
 
 
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def record(client: Client, work_id: str, pipeline: str = P) -> dict[bytes, bytes]:
-    return client.redis.hgetall(work_key(client.settings.prefix, pipeline, work_id))
-
-
-def now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
-
-
-def where(client: Client, work_id: str, pipeline: str = P) -> set[str]:
-    k = keys(client, pipeline)
-    return {n for n in STATES if client.redis.zscore(getattr(k, n), work_id) is not None}
-
-
-def entries(client: Client, pipeline: str = P) -> list[dict[bytes, bytes]]:
-    return [fields for _, fields in client.redis.xrange(keys(client, pipeline).done)]
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.005)
-
-
 def snapshot(client: Client, work_id: str) -> tuple[Any, ...]:
     """Everything retry.lua could change."""
-    k = keys(client)
+    k = keys(client, P)
     return (
-        record(client, work_id),
+        record(client, work_id, P),
         {n: client.redis.zrange(getattr(k, n), 0, -1, withscores=True) for n in STATES},
         client.stats(P),
         client.redis.lrange(k.wake, 0, -1),
         client.redis.get(k.seq),
-        entries(client),
+        entries(client, P),
     )
 
 
@@ -82,25 +48,25 @@ def failed(client: Client, work_id: str = "w", *, retries: int = 0, **fields: An
 
 def test_failure_goes_back_to_the_queue_as_a_new_run(client: Client) -> None:
     failed(client)
-    before = record(client, "w")
-    stream = entries(client)
-    client.redis.delete(keys(client).wake)
+    before = record(client, "w", P)
+    stream = entries(client, P)
+    client.redis.delete(keys(client, P).wake)
     t0 = now_ms(client)
 
     assert client.retry("w", pipeline=P) == "failure"
 
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert (rec[b"status"], rec[b"attempt"]) == (b"queued", b"0")
     assert int(rec[b"queued_at"]) >= t0
     for gone in (b"stop", b"token", b"last"):
         assert gone not in rec
     assert rec[b"error"] == before[b"error"]  # the last failure stays on record
     assert rec[b"body"] == before[b"body"]
-    assert where(client, "w") == {"queued"}
+    assert where(client, "w", P) == {"queued"}
     stats = client.stats(P)
     assert (stats["requeued"], stats["failure"]) == (1, 1)  # lifetime counters
-    assert client.redis.lrange(keys(client).wake, 0, -1) == [b"1"]
-    assert entries(client) == stream  # not a finish: no stream entry
+    assert client.redis.lrange(keys(client, P).wake, 0, -1) == [b"1"]
+    assert entries(client, P) == stream  # not a finish: no stream entry
 
     w = client.get("w", pipeline=P)
     assert (w.status, w.attempt, w.stop) == ("queued", 0, None)
@@ -112,12 +78,12 @@ def test_failure_goes_back_to_the_queue_as_a_new_run(client: Client) -> None:
 
 def test_the_new_run_has_its_full_retry_budget(client: Client) -> None:
     failed(client, retries=1)
-    assert record(client, "w")[b"attempt"] == b"2"
+    assert record(client, "w", P)[b"attempt"] == b"2"
     client.retry("w", pipeline=P)
     [w] = client.withdraw(P)
     assert w.attempt == 1
     assert client.complete(w, "failure", failure=Failure(message="again")) == "queued"
-    assert where(client, "w") == {"delayed"}
+    assert where(client, "w", P) == {"delayed"}
 
 
 @pytest.mark.parametrize("running", [False, True])
@@ -127,9 +93,9 @@ def test_cancelled_goes_back_to_the_queue(client: Client, running: bool) -> None
         client.withdraw(P)
     client.cancel("w", pipeline=P, reason="by mistake")
     assert client.retry("w") == "cancelled"  # found in every pipeline
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert (rec[b"status"], rec[b"attempt"]) == (b"queued", b"0")
-    assert where(client, "w") == {"queued"}
+    assert where(client, "w", P) == {"queued"}
     w = client.get("w", pipeline=P)
     assert w.error is not None and (w.error.kind, w.error.message) == ("cancelled", "by mistake")
     assert [x.id for x in client.withdraw(P)] == ["w"]
@@ -144,9 +110,9 @@ def test_a_worker_of_a_cancelled_then_retried_work_is_fenced_off(client: Client)
     old.results = {"stale": True}
     with pytest.raises(LeaseLost):
         client.complete(old, "success")
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert rec[b"status"] == b"queued" and b"results" not in rec
-    assert where(client, "w") == {"queued"}
+    assert where(client, "w", P) == {"queued"}
     assert client.stats(P)["rejected"] == 1
 
 
@@ -162,8 +128,8 @@ def test_a_resent_completion_after_a_retry_is_rejected(client: Client) -> None:
     worker_copy._token = token  # type: ignore[attr-defined]
     with pytest.raises(LeaseLost):
         client.complete(worker_copy, "failure", failure=Failure(message="boom 1"))
-    assert record(client, "w")[b"status"] == b"queued"
-    assert where(client, "w") == {"queued"}
+    assert record(client, "w", P)[b"status"] == b"queued"
+    assert where(client, "w", P) == {"queued"}
 
 
 def test_a_stale_worker_cannot_complete_the_new_run(client: Client, make_client) -> None:
@@ -174,7 +140,7 @@ def test_a_stale_worker_cannot_complete_the_new_run(client: Client, make_client)
     first.results = {"from": "the old run"}
     with pytest.raises(LeaseLost):
         client.complete(first, "success")
-    assert record(client, "w")[b"status"] == b"running"
+    assert record(client, "w", P)[b"status"] == b"running"
     new.results = {"from": "the new run"}
     assert second.complete(new, "success") == "success"
     assert client.get("w", pipeline=P).results == {"from": "the new run"}
@@ -213,7 +179,7 @@ def put_in(client: Client, state: str) -> str:
         slow = Client(client.settings.replace(backoff_base_ms=60_000, backoff_max_ms=60_000))
         with slow:
             slow.complete(held, "failure", failure=Failure(message="x"))
-        assert where(client, "w") == {"delayed"}
+        assert where(client, "w", P) == {"delayed"}
         return "queued"
     client.complete(held, "success")
     return "success"
@@ -251,14 +217,15 @@ def test_retry_a_work_object(client: Client) -> None:
 def test_retry_wakes_a_blocked_withdrawer(client: Client, make_client) -> None:
     failed(client)
     waiter = make_client(idle_wait_s=30)
-    client.redis.delete(keys(client).wake)
+    client.redis.delete(keys(client, P).wake)
     with ThreadPoolExecutor(max_workers=1) as pool:
         future = pool.submit(waiter.withdraw, P, timeout_s=10)
         wait_until(
             lambda: any(
                 c.get("name") == "workflow-wait" and c.get("cmd") == "blpop"
                 for c in client.redis.client_list()
-            )
+            ),
+            poll_s=0.005,
         )
         started = time.monotonic()
         client.retry("w", pipeline=P)

@@ -9,26 +9,15 @@ import time
 import pytest
 
 from workflow import Client, InvalidTransition, LeaseLost, Work
-from workflow.keys import PipelineKeys, pipeline_keys, work_key
+
+from ..helpers import entries, keys, record
 
 P = "update-pipe"
 CLASS = 2**42
 
 
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def record(client: Client, work_id: str, pipeline: str = P) -> dict[bytes, bytes]:
-    return client.redis.hgetall(work_key(client.settings.prefix, pipeline, work_id))
-
-
-def entries(client: Client, pipeline: str = P) -> list[dict[bytes, bytes]]:
-    return [fields for _, fields in client.redis.xrange(keys(client, pipeline).done)]
-
-
 def queue_order(client: Client) -> list[str]:
-    return [m.decode() for m in client.redis.zrange(keys(client).queued, 0, -1)]
+    return [m.decode() for m in client.redis.zrange(keys(client, P).queued, 0, -1)]
 
 
 # -- running works: progress under the lease -----------------------------------------------
@@ -37,18 +26,18 @@ def queue_order(client: Client) -> list[str]:
 def test_running_work_with_its_token_saves_progress_only(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w")])
     [w] = client.withdraw(P)
-    before = record(client, "w")
-    score = client.redis.zscore(keys(client).running, "w")
+    before = record(client, "w", P)
+    score = client.redis.zscore(keys(client, P).running, "w")
 
     w.results = {"progress": 0.5}
     w.products = ["partial.h5"]
     w.update()
-    after = record(client, "w")
+    after = record(client, "w", P)
     assert json.loads(after.pop(b"results")) == {"progress": 0.5}
     assert json.loads(after.pop(b"products")) == ["partial.h5"]
     assert after == before  # status, attempt, token, start, deadline: unchanged
-    assert client.redis.zscore(keys(client).running, "w") == score
-    assert entries(client) == []
+    assert client.redis.zscore(keys(client, P).running, "w") == score
+    assert entries(client, P) == []
     assert client.stats(P) == {"deposited": 1, "withdrawn": 1}
     assert client.renew([w]) == ["ok"]  # still holding the lease
 
@@ -56,7 +45,7 @@ def test_running_work_with_its_token_saves_progress_only(client: Client) -> None
 def test_running_work_without_the_token_is_lease_lost(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w")])
     [w] = client.withdraw(P)
-    before = record(client, "w")
+    before = record(client, "w", P)
 
     other = client.get("w", pipeline=P)  # read, not withdrawn: no token
     other.results = {"not": "mine"}
@@ -65,7 +54,7 @@ def test_running_work_without_the_token_is_lease_lost(client: Client) -> None:
     other._token = w._token + "0"
     with pytest.raises(LeaseLost):
         other.update()
-    after = record(client, "w")
+    after = record(client, "w", P)
     assert after.pop(b"rejected") == b"2"
     assert after == before
 
@@ -75,14 +64,14 @@ def test_running_work_without_the_token_is_lease_lost(client: Client) -> None:
 
 def test_queued_work_is_edited_in_place(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w", parameters={"a": 1})])
-    score = client.redis.zscore(keys(client).queued, "w")
+    score = client.redis.zscore(keys(client, P).queued, "w")
     w = client.get("w", pipeline=P)
     w.parameters = {"a": 2}
     w.tags = ["new"]
     w.update()
     stored = client.get("w", pipeline=P)
     assert (stored.status, stored.parameters, stored.tags) == ("queued", {"a": 2}, ["new"])
-    assert client.redis.zscore(keys(client).queued, "w") == score
+    assert client.redis.zscore(keys(client, P).queued, "w") == score
     [got] = client.withdraw(P, tags=["new"])  # the filter copy follows the edit
     assert got.id == "w"
 
@@ -98,12 +87,12 @@ def test_priority_change_moves_a_queued_work_keeping_its_fifo_place(client: Clie
     b2.priority = 5
     b2.update()
     # Same sequence number (2), new class: ahead of the priority-5 works deposited later.
-    assert client.redis.zscore(keys(client).queued, "b2") == (5 - 5) * CLASS + 2
-    assert record(client, "b2")[b"priority"] == b"5"
+    assert client.redis.zscore(keys(client, P).queued, "b2") == (5 - 5) * CLASS + 2
+    assert record(client, "b2", P)[b"priority"] == b"5"
     a2 = client.get("a2", pipeline=P)
     a2.priority = 1
     a2.update()
-    assert client.redis.zscore(keys(client).queued, "a2") == (5 - 1) * CLASS + 4
+    assert client.redis.zscore(keys(client, P).queued, "a2") == (5 - 1) * CLASS + 4
     assert queue_order(client) == ["b2", "a1", "b1", "a2"]
     assert [w.id for w in client.withdraw(P, count=4)] == ["b2", "a1", "b1", "a2"]
 
@@ -114,11 +103,11 @@ def test_priority_change_of_a_delayed_work_applies_when_promoted(client: Client)
     d = client.get("d", pipeline=P)
     d.priority = 5
     d.update()
-    assert client.redis.zscore(keys(client).queued, "d") is None  # still delayed
+    assert client.redis.zscore(keys(client, P).queued, "d") is None  # still delayed
     time.sleep(0.15)
     assert client.requeue_expired(P) == (0, 1)
     assert queue_order(client) == ["q", "d"]
-    assert client.redis.zscore(keys(client).queued, "d") < CLASS
+    assert client.redis.zscore(keys(client, P).queued, "d") < CLASS
 
 
 @pytest.mark.parametrize("new_status", ["success", "failure", "cancelled", "running"])
@@ -126,37 +115,37 @@ def test_status_change_without_the_lease_is_invalid_and_writes_nothing(
     client: Client, new_status: str
 ) -> None:
     client.deposit([Work(pipeline=P, id="w")])
-    before = record(client, "w")
+    before = record(client, "w", P)
     w = client.get("w", pipeline=P)
     w.status = new_status
     w.results = 99
     with pytest.raises(InvalidTransition) as info:
         w.update()
     assert info.value.status == "queued"
-    assert record(client, "w") == before
-    assert entries(client) == []
+    assert record(client, "w", P) == before
+    assert entries(client, P) == []
 
 
 def test_status_change_of_a_finished_work_is_invalid(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w")])
     [w] = client.withdraw(P)
     client.complete(w, "success")
-    before = record(client, "w")
+    before = record(client, "w", P)
     stored = client.get("w", pipeline=P)
     stored.status = "queued"
     with pytest.raises(InvalidTransition):
         stored.update()
-    assert record(client, "w") == before
+    assert record(client, "w", P) == before
 
 
 def test_holding_the_lease_does_not_allow_other_status_changes(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w")])
     [w] = client.withdraw(P)
-    before = record(client, "w")
+    before = record(client, "w", P)
     w.status = "queued"
     with pytest.raises(InvalidTransition):
         w.update()
-    assert record(client, "w") == before
+    assert record(client, "w", P) == before
 
 
 def test_finished_work_results_are_edited_in_place(client: Client) -> None:
@@ -167,7 +156,7 @@ def test_finished_work_results_are_edited_in_place(client: Client) -> None:
     stored.results = {"corrected": True}
     stored.update()
     assert client.get("w", pipeline=P).results == {"corrected": True}
-    assert record(client, "w")[b"status"] == b"success"
+    assert record(client, "w", P)[b"status"] == b"success"
 
 
 # -- the reference flow --------------------------------------------------------------------
@@ -181,12 +170,12 @@ def test_reference_flow_update_with_success_finishes_the_work(client: Client) ->
     w.status = "success"
     w.update()
 
-    rec = record(client, w.id)  # type: ignore[arg-type]
+    rec = record(client, w.id, P)  # type: ignore[arg-type]
     assert rec[b"status"] == b"success"
     assert rec[b"results"] == b"3"
-    assert client.redis.zscore(keys(client).success, w.id) == int(rec[b"stop"])
-    assert client.redis.zscore(keys(client).running, w.id) is None
-    assert entries(client) == [{b"id": w.id.encode(), b"status": b"success", b"attempt": b"1"}]  # type: ignore[union-attr]
+    assert client.redis.zscore(keys(client, P).success, w.id) == int(rec[b"stop"])
+    assert client.redis.zscore(keys(client, P).running, w.id) is None
+    assert entries(client, P) == [{b"id": w.id.encode(), b"status": b"success", b"attempt": b"1"}]  # type: ignore[union-attr]
     stored = Work.get(w.id)  # type: ignore[arg-type]
     assert (stored.status, stored.results, stored.attempt) == ("success", 3, 1)
 
@@ -201,7 +190,7 @@ def test_reference_flow_update_with_failure_retries_or_fails(
     w.status = "failure"
     w.update()
     assert w.status == status
-    assert record(client, "w")[b"status"] == status.encode()
+    assert record(client, "w", P)[b"status"] == status.encode()
     assert client.get("w", pipeline=P).error is not None
 
 

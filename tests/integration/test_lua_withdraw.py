@@ -6,41 +6,17 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from workflow import Client, Work, core
-from workflow.keys import PipelineKeys, pipeline_keys, work_key
+from workflow.keys import work_key
 from workflow.scripting import load
 
-T = TypeVar("T")
+from ..helpers import keys, now_ms, record, wait_until
+
 P = "withdraw-pipe"
-
-
-def keys(client: Client, pipeline: str = P) -> PipelineKeys:
-    return pipeline_keys(client.settings.prefix, pipeline)
-
-
-def record(client: Client, work_id: str, pipeline: str = P) -> dict[bytes, bytes]:
-    return client.redis.hgetall(work_key(client.settings.prefix, pipeline, work_id))
-
-
-def now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.01)
 
 
 def raw_withdraw(client: Client, pipeline: str = P, **filters: Any) -> tuple[list, int]:
@@ -85,7 +61,7 @@ def test_count_takes_up_to_k_works_in_order(client: Client) -> None:
     rest = client.withdraw(P, count=10)
     assert [w.id for w in rest] == [w.id for w in works[3:]]
     assert client.withdraw(P, count=10) == []
-    assert client.redis.zcard(keys(client).running) == 5
+    assert client.redis.zcard(keys(client, P).running) == 5
 
 
 def test_each_lease_token_is_distinct_and_stored(client: Client) -> None:
@@ -94,7 +70,7 @@ def test_each_lease_token_is_distinct_and_stored(client: Client) -> None:
     tokens = [w._token for w in got]
     assert len(set(tokens)) == 6
     for w in got:
-        assert record(client, w.id)[b"token"] == w._token.encode()
+        assert record(client, w.id, P)[b"token"] == w._token.encode()
 
 
 # -- the transition ------------------------------------------------------------------------
@@ -104,12 +80,12 @@ def test_withdraw_transition_fields_and_running_score(client: Client, make_clien
     worker = make_client(lease_ms=300, grace_ms=100)
     w = Work(pipeline=P, timeout=1, parameters={"a": 1})
     client.deposit([w])
-    k = keys(client)
+    k = keys(client, P)
 
     before = now_ms(client)
     [got] = worker.withdraw(P)
     after = now_ms(client)
-    rec = record(client, w.id)
+    rec = record(client, w.id, P)
     start = int(rec[b"start"])
     assert before <= start <= after
     assert rec[b"status"] == b"running"
@@ -128,17 +104,17 @@ def test_running_score_is_capped_at_deadline_plus_grace(client: Client, make_cli
     worker = make_client(lease_ms=60_000, grace_ms=250)
     client.deposit([Work(pipeline=P, id="w", timeout=1)])
     worker.withdraw(P)
-    start = int(record(client, "w")[b"start"])
-    assert client.redis.zscore(keys(client).running, "w") == start + 1000 + 250
+    start = int(record(client, "w", P)[b"start"])
+    assert client.redis.zscore(keys(client, P).running, "w") == start + 1000 + 250
 
 
 def test_a_retried_work_gets_attempt_plus_one_and_stop_cleared(client: Client) -> None:
     client.deposit([Work(pipeline=P, id="w", retries=1)])
     [first] = client.withdraw(P)
     assert client.complete(first, "failure") == "queued"
-    assert b"stop" in record(client, "w")
+    assert b"stop" in record(client, "w", P)
     [second] = client.withdraw(P)  # backoff is 0 in the test settings: due at once
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert (rec[b"status"], rec[b"attempt"]) == (b"running", b"2")
     assert b"stop" not in rec
     assert second.attempt == 2
@@ -192,10 +168,10 @@ def test_filters(client: Client, filters: dict[str, Any], expected: str) -> None
     got = client.withdraw(P, count=10, **filters)
     assert "".join(ids[w.id] for w in got) == expected
     # Works that did not match stay queued, untouched.
-    queued = {m.decode() for m in client.redis.zrange(keys(client).queued, 0, -1)}
+    queued = {m.decode() for m in client.redis.zrange(keys(client, P).queued, 0, -1)}
     assert {ids[i] for i in queued} == set(FILTER_WORKS) - set(expected)
     for i in queued:
-        assert record(client, i)[b"status"] == b"queued"
+        assert record(client, i, P)[b"status"] == b"queued"
 
 
 def test_work_withdraw_with_reference_filters(client: Client) -> None:
@@ -222,7 +198,7 @@ def test_scan_limit_bounds_filtered_withdraw(client: Client, make_client) -> Non
     client.deposit([target])
 
     assert bounded.withdraw(P, site="chime") == []
-    assert client.redis.zscore(keys(client).queued, target.id) is not None
+    assert client.redis.zscore(keys(client, P).queued, target.id) is not None
     [found] = bounded.withdraw(P, priority=1)  # score range: no scan needed
     assert found.id == target.id
 
@@ -261,11 +237,11 @@ def test_expired_lease_without_retries_left_fails_terminally(client: Client, mak
     worker = make_client(lease_ms=150)
     client.deposit([Work(pipeline=P, id="w", retries=0)])
     worker.withdraw(P)
-    k = keys(client)
+    k = keys(client, P)
 
     def failed() -> bool:
         assert client.withdraw(P) == []
-        return record(client, "w")[b"status"] == b"failure"
+        return record(client, "w", P)[b"status"] == b"failure"
 
     wait_until(failed)
     assert client.redis.zscore(k.running, "w") is None
@@ -282,11 +258,11 @@ def test_timeout_backstop_ends_an_attempt_that_keeps_renewing(client: Client, ma
     worker = make_client(lease_ms=300, grace_ms=0)
     client.deposit([Work(pipeline=P, id="w", timeout=1, retries=0)])
     [w] = worker.withdraw(P)
-    deadline = int(record(client, "w")[b"deadline"])
-    k = keys(client)
+    deadline = int(record(client, "w", P)[b"deadline"])
+    k = keys(client, P)
 
     def reclaimed() -> bool:
-        status = record(client, "w")[b"status"]
+        status = record(client, "w", P)[b"status"]
         if status == b"running":
             # A live worker renewing its lease: "ok" until the deadline, then "lost".
             assert worker.renew([w]) in (["ok"], ["lost"])
@@ -296,7 +272,7 @@ def test_timeout_backstop_ends_an_attempt_that_keeps_renewing(client: Client, ma
         return status != b"running"
 
     wait_until(reclaimed, timeout_s=4)
-    rec = record(client, "w")
+    rec = record(client, "w", P)
     assert rec[b"status"] == b"failure"
     assert int(rec[b"stop"]) >= deadline
     stored = client.get("w", pipeline=P)
@@ -307,7 +283,7 @@ def test_timeout_backstop_ends_an_attempt_that_keeps_renewing(client: Client, ma
 
 
 def test_due_delayed_works_are_promoted_behind_their_priority_class(client: Client) -> None:
-    k = keys(client)
+    k = keys(client, P)
     late = Work(pipeline=P, priority=5)
     client.deposit([late], delay_s=0.4)
     early = Work(pipeline=P, priority=5)
@@ -323,11 +299,11 @@ def test_due_delayed_works_are_promoted_behind_their_priority_class(client: Clie
     # Promoted in the same call, it queues behind the priority-5 work already waiting.
     assert [w.id for w in got] == [early2.id, late.id, low.id]
     assert client.redis.zcard(k.delayed) == 0
-    assert int(record(client, late.id)[b"start"]) >= due
+    assert int(record(client, late.id, P)[b"start"]) >= due
 
 
 def test_a_queued_id_whose_record_was_deleted_is_dropped(client: Client) -> None:
-    k = keys(client)
+    k = keys(client, P)
     ghost, real = Work(pipeline=P), Work(pipeline=P)
     client.deposit([ghost, real])
     client.redis.delete(work_key(client.settings.prefix, P, ghost.id))

@@ -4,30 +4,20 @@ and lease recovery go on; resume wakes blocked withdrawers at once."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from workflow import Client, Failure, ValidationError, Work
 from workflow.keys import pipeline_keys, work_key
 
-T = TypeVar("T")
+from ..helpers import now_ms, wait_until
+
 P = "paused-pipe"
 WAITER = "workflow-wait"
 """Client name of the connection a blocked withdraw waits on."""
-
-
-def wait_until(predicate: Callable[[], T], timeout_s: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        time.sleep(0.005)
 
 
 def blocked(client: Client) -> int:
@@ -35,11 +25,6 @@ def blocked(client: Client) -> int:
     return sum(
         1 for c in client.redis.client_list() if c.get("name") == WAITER and c.get("cmd") == "blpop"
     )
-
-
-def now_ms(client: Client) -> int:
-    sec, usec = client.redis.time()
-    return sec * 1000 + usec // 1000
 
 
 def status(client: Client, work_id: str) -> bytes:
@@ -107,7 +92,7 @@ def test_recovery_runs_while_paused(client: Client, make_client) -> None:
     expiry = client.redis.zrange(pipeline_keys(client.settings.prefix, P).running, -1, -1,
                                  withscores=True)[0][1]  # fmt: skip
     client.pause(P)
-    wait_until(lambda: now_ms(client) > expiry + 60)
+    wait_until(lambda: now_ms(client) > expiry + 60, poll_s=0.005)
 
     assert client.withdraw(P) == []
 
@@ -155,7 +140,7 @@ def test_resume_wakes_a_blocked_withdrawer_quickly(
     client.deposit([Work(pipeline=P, id="w")])
     client.pause(P)
     future = timed_withdraw(pool, waiter, timeout_s=10)
-    wait_until(lambda: blocked(client))
+    wait_until(lambda: blocked(client), poll_s=0.005)
     time.sleep(0.05)
     assert not future.done()
 
@@ -174,11 +159,11 @@ def test_a_deposit_while_paused_does_not_hand_out_work(
     waiter = make_client(idle_wait_s=30)
     client.pause(P)
     future = timed_withdraw(pool, waiter, timeout_s=10)
-    wait_until(lambda: blocked(client))
+    wait_until(lambda: blocked(client), poll_s=0.005)
     client.deposit([Work(pipeline=P, id="w")])
     time.sleep(0.3)
     assert not future.done()
-    wait_until(lambda: blocked(client))
+    wait_until(lambda: blocked(client), poll_s=0.005)
     client.resume(P)
     works, _ = future.result(timeout=5)
     assert [w.id for w in works] == ["w"]
@@ -191,7 +176,7 @@ def test_resume_wakes_every_blocked_withdrawer(
     client.deposit([Work(pipeline=P, id="a"), Work(pipeline=P, id="b")])
     client.pause(P)
     futures = [timed_withdraw(pool, w, timeout_s=2) for w in waiters]
-    wait_until(lambda: blocked(client) == 2)
+    wait_until(lambda: blocked(client) == 2, poll_s=0.005)
     resumed = time.monotonic()
     client.resume(P)
     results = [f.result(timeout=5) for f in futures]

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,6 +18,8 @@ import pytest
 
 from workflow import Client, Work
 from workflow.worker import Worker
+
+from ..helpers import wait_until
 
 HERE = Path(__file__).parent
 FN = "userfns."
@@ -32,14 +33,7 @@ T = TypeVar("T")
 
 def wait_for(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
     """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+    return wait_until(check, timeout, poll_s=0.02, what=what)
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
