@@ -43,7 +43,8 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except WorkflowError as exc:
-            err.print(f"[error]error:[/] {escape(str(exc))}", highlight=False)
+            one_line = " ".join(str(exc).split())  # e.g. a server log tail: still one line
+            err.print(f"[error]error:[/] {escape(one_line)}", highlight=False)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]

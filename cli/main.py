@@ -13,7 +13,7 @@ from workflow.cli.pipelines import pause, pipelines, resume
 from workflow.cli.run import run
 from workflow.cli.server import server
 from workflow.cli.status import status
-from workflow.cli.works import cancel, delete, deposit, render_work, retry, work
+from workflow.cli.works import cancel, delete, deposit, retry, show_work, work
 from workflow.work import Work
 
 
@@ -37,22 +37,6 @@ def schema() -> None:
 
 
 @cli.command()
-@click.argument("work_id")
-@click.option("--pipeline", help="Look only in this pipeline.")
-@click.option("--json", "as_json", is_flag=True, help="Print the payload as JSON.")
-@click.pass_context
-@handle_errors
-def show(ctx: click.Context, work_id: str, pipeline: str | None, as_json: bool) -> None:
-    """Show one work by id."""
-    with client_from(ctx) as c:
-        work = c.get(work_id, pipeline=pipeline)
-    if as_json:
-        click.echo(work.to_json().decode())
-        return
-    render_work(work, out)
-
-
-@cli.command()
 @click.argument("pipeline")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -73,6 +57,7 @@ def counts(ctx: click.Context, pipeline: str, as_json: bool) -> None:
 for _command in (run, status, deposit, work, retry, cancel, delete, pipelines, pause, resume,
                  server):  # fmt: skip
     cli.add_command(_command)
+cli.add_command(show_work, "show")  # `workflow show ID`: short for `workflow work show ID`
 
 
 if __name__ == "__main__":  # pragma: no cover

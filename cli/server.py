@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 import msgspec
@@ -14,13 +10,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.theme import Theme
 
-from workflow.errors import WorkflowError
+from workflow.cli.console import handle_errors
 from workflow.server import EmbeddedStatus, embedded_status, ensure_embedded, stop_embedded
 
-THEME = Theme({"server.running": "green", "server.stopped": "dim", "error": "bold red"})
+THEME = Theme({"server.running": "green", "server.stopped": "dim"})
 out = Console(theme=THEME, highlight=False, soft_wrap=True)
-err = Console(theme=THEME, highlight=False, soft_wrap=True, stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
 
 directory_option = click.option(
     "--dir",
@@ -28,20 +22,6 @@ directory_option = click.option(
     type=click.Path(file_okay=False, path_type=Path),
     help="Server directory (default: $WORKFLOW_HOME or ~/.local/share/workflow).",
 )
-
-
-def handle_errors(fn: F) -> F:
-    """Expected errors become one line on stderr and exit code 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except WorkflowError as exc:
-            err.print(f"[error]error:[/] {' '.join(str(exc).split())}", markup=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group()
