@@ -396,16 +396,14 @@ class Client:
     def get_many(self, pipeline: str, ids: list[str]) -> list[Work | CorruptWork | None]:
         """Works of one pipeline by id in one round trip: a Work, a `CorruptWork` error for
         a record that cannot be decoded, or None for an id that does not exist."""
+        core.check_pipeline(pipeline)
         pipe = self.redis.pipeline(transaction=False)
         for work_id in ids:
-            pipe.hgetall(work_key(self.settings.prefix, core.check_pipeline(pipeline), work_id))
+            pipe.hgetall(work_key(self.settings.prefix, pipeline, work_id))
         out: list[Work | CorruptWork | None] = []
         for work_id, record in zip(ids, self._io(pipe.execute, True), strict=True):
-            if not record:
-                out.append(None)
-                continue
             try:
-                out.append(codec.decode_record(work_id, {k.decode(): v for k, v in record.items()}))
+                out.append(codec.decode_hash(work_id, record) if record else None)
             except CorruptWork as exc:
                 out.append(exc)
         return out
@@ -413,13 +411,12 @@ class Client:
     def delete_pipeline(self, pipeline: str) -> int:
         """Delete a pipeline and every work in it, whatever their state. Returns the number
         of keys deleted. Workers still holding its works find them gone."""
-        pattern = pipeline_pattern(self.settings.prefix, core.check_pipeline(pipeline))
-        found = self._io(lambda: list(self.redis.scan_iter(match=pattern, count=1000)), True)
-        for i in range(0, len(found), 1000):
-            self._io(lambda batch=found[i : i + 1000]: self.redis.unlink(*batch), True)
+        deleted = self._unlink(
+            pipeline_pattern(self.settings.prefix, core.check_pipeline(pipeline))
+        )
         self._io(lambda: self.redis.srem(pipelines_key(self.settings.prefix), pipeline), True)
         self._registered.discard(pipeline)
-        return len(found)
+        return deleted
 
     def requeue_expired(self, pipeline: str) -> tuple[int, int]:
         """Run the recovery sweep now: `(expired leases reclaimed, delayed works promoted)`."""
@@ -432,18 +429,16 @@ class Client:
     # -- reads --------------------------------------------------------------------------
 
     def get(self, work_id: str, *, pipeline: str | None = None) -> Work:
-        """A work by id; without `pipeline`, every known pipeline is searched (one round
-        trip). `WorkNotFound` if absent, `CorruptWork` if its record is invalid."""
+        """A work by id; without `pipeline`, every known pipeline is searched first (one
+        more round trip). `WorkNotFound` if absent, `CorruptWork` if its record is invalid."""
         if not isinstance(work_id, str) or not work_id:
             raise ValidationError("id", "must be a non-empty string", work_id)
-        names = [core.check_pipeline(pipeline)] if pipeline else self.pipelines()
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.hgetall(work_key(self.settings.prefix, name, work_id))
-        for record in self._io(pipe.execute, True):
-            if record:
-                return codec.decode_record(work_id, {k.decode(): v for k, v in record.items()})
-        raise WorkNotFound(work_id, pipeline)
+        [found] = self.get_many(pipeline or self._find(work_id), [work_id])
+        if found is None:
+            raise WorkNotFound(work_id, pipeline)
+        if isinstance(found, CorruptWork):
+            raise found
+        return found
 
     def pipelines(self) -> list[str]:
         """Every pipeline ever deposited to, sorted."""
@@ -467,11 +462,15 @@ class Client:
     def purge(self) -> int:
         """Delete every key of this deployment (its prefix): all pipelines, works and
         worker records. Returns the number of keys deleted. For tests and demos."""
-        pattern = namespace_pattern(self.settings.prefix)
+        deleted = self._unlink(namespace_pattern(self.settings.prefix))
+        self._registered.clear()
+        return deleted
+
+    def _unlink(self, pattern: str) -> int:
+        """Delete the keys matching a SCAN pattern, in batches; how many there were."""
         found = self._io(lambda: list(self.redis.scan_iter(match=pattern, count=1000)), True)
         for i in range(0, len(found), 1000):
             self._io(lambda batch=found[i : i + 1000]: self.redis.unlink(*batch), True)
-        self._registered.clear()
         return len(found)
 
     def _locate(self, work: Work | str, pipeline: str | None) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from workflow.work import Failure, Work
 
 __all__ = [
     "check_json",
+    "decode_hash",
     "decode_json",
     "decode_record",
     "encode_failure",
@@ -121,6 +122,11 @@ def _data_fields(work: Work, with_error: bool) -> list[Any]:
     if with_error and work.error is not None:
         fields += ["error", _encoder.encode(work.error)]
     return fields
+
+
+def decode_hash(work_id: str, raw: dict[bytes, bytes]) -> Work:
+    """A Work from HGETALL's reply (field names as bytes); see `decode_record`."""
+    return decode_record(work_id, {k.decode(): v for k, v in raw.items()})
 
 
 def decode_record(work_id: str, record: dict[str, bytes]) -> Work:

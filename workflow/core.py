@@ -18,6 +18,7 @@ from workflow.settings import Settings
 from workflow.work import NAME_RE, Failure, Work
 
 __all__ = [
+    "CLASS",
     "Call",
     "Filters",
     "RenewResult",
@@ -29,6 +30,7 @@ __all__ = [
     "decode_withdraw",
     "delete_call",
     "deposit_call",
+    "priority_range",
     "renew_call",
     "requeue_expired_call",
     "retry_call",
@@ -117,6 +119,15 @@ class Filters:
             priority=priority or 0,
             parent=parent or "",
         )
+
+
+CLASS = 2**42
+"""Queue scores are `(5 - priority) * CLASS + sequence` (see `lua/include/lifecycle.lua`)."""
+
+
+def priority_range(priority: int) -> tuple[int, int]:
+    """The `[low, high)` queue-score range of one priority class."""
+    return (5 - priority) * CLASS, (6 - priority) * CLASS
 
 
 def check_pipeline(pipeline: Any) -> str:

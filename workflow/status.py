@@ -84,7 +84,7 @@ def snapshot(
         for state in COUNT_SETS:
             pipe.zcard(getattr(k, state))
         for p in range(5, 0, -1):
-            lo, hi = (5 - p) * 2**42, (6 - p) * 2**42
+            lo, hi = core.priority_range(p)
             pipe.zcount(k.queued, lo, f"({hi}")
             pipe.zrangebyscore(k.queued, lo, f"({hi}", start=0, num=1)
         for m in range(minute - minutes + 1, minute + 1):

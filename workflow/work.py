@@ -199,8 +199,13 @@ class Work(msgspec.Struct, kw_only=True, dict=True):
         return _client(client).get(work_id, pipeline=pipeline)
 
     def renew(self, *, client: Client | None = None) -> None:
-        """Extend this work's lease (workers do this from a heartbeat thread)."""
-        _client(client).renew([self])
+        """Extend this work's lease (workers do this from a heartbeat thread). Raises
+        `LeaseLost` if it is no longer held (another attempt, cancelled, deleted, too late)."""
+        [result] = _client(client).renew([self])
+        if result != "ok":
+            from workflow.errors import LeaseLost
+
+            raise LeaseLost(str(self.id), f"renew answered {result!r}")
 
 
 def _client(client: Client | None) -> Client:

@@ -101,7 +101,7 @@ class Worker:
         self._verdicts: dict[str, Verdict] = {}  # work id -> outcome decided from outside
         self._kill_at: dict[int, float] = {}  # child pid -> when to SIGKILL
         self._taken = 0
-        self._retrying: set[str] = set()  # our failures waiting for a retry (burst waits)
+        self._retrying: dict[str, str] = {}  # id -> pipeline of our failures awaiting retry
         self._drained = False
         self._stop = threading.Event()  # no new works
         self._finished = threading.Event()  # the main loop is over
@@ -285,7 +285,7 @@ class Worker:
         said = "failure, retry scheduled" if status == "queued" else status
         if status == "queued":
             with self._lock:
-                self._retrying.add(work.id)  # type: ignore[arg-type]
+                self._retrying[work.id] = work.pipeline  # type: ignore[index]
         log.info("work=%s %s after %.3f s%s", work.id, said, elapsed, why)
 
     def _complete(self, work: Work, outcome: str, failure: Failure | None) -> str:
@@ -420,17 +420,17 @@ class Worker:
     def _nothing_due(self) -> bool:
         """Burst mode: none of our own failed works still waits for its retry."""
         with self._lock:
-            mine = list(self._retrying)
+            mine = dict(self._retrying)
         if not mine:
             return True
         pipe = self.client.redis.pipeline(transaction=False)
-        for work_id in mine:
-            for p in self.pipelines:
-                pipe.hget(work_key(self.client.settings.prefix, p, work_id), "status")
-        replies = iter(self.client._io(pipe.execute, True))
-        waiting = {w for w in mine if b"queued" in [next(replies) for _ in self.pipelines]}
+        for work_id, pipeline in mine.items():
+            pipe.hget(work_key(self.client.settings.prefix, pipeline, work_id), "status")
+        statuses = self.client._io(pipe.execute, True)
         with self._lock:
-            self._retrying &= waiting
+            for work_id, status in zip(mine, statuses, strict=True):
+                if status != b"queued":
+                    self._retrying.pop(work_id, None)
             return not self._retrying
 
     # -- heartbeat thread ---------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from workflow import Client, Work
+import pytest
+
+from workflow import Client, LeaseLost, Work
 
 from ..helpers import keys, now_ms, record, wait_until
 
@@ -132,3 +134,12 @@ def test_renew_never_extends_past_deadline_plus_grace(client: Client, make_clien
     assert client.requeue_expired(P)[0] == 2  # "w" and "s" both ran past their caps
     assert client.get("s", pipeline=P).error.kind == "timeout"
     assert client.get("w", pipeline=P).error.kind == "timeout"
+
+
+def test_work_renew_raises_when_the_lease_is_gone(client: Client) -> None:
+    client.deposit([Work(pipeline=P, id="w")])
+    [w] = client.withdraw(P)
+    w.renew()  # held: no error
+    client.cancel("w", pipeline=P)
+    with pytest.raises(LeaseLost, match="cancelled"):
+        w.renew()
