@@ -3,8 +3,8 @@
 Deposits 60 works into two pipelines with mixed priorities; three of them ask for a
 beam that does not exist and fail (each after its one retry, its error recorded). A first
 worker starts and is killed with SIGKILL while it holds works: they come back after their
-lease (2 s here) and two fresh workers (`--burst`: they exit when nothing is left) run
-everything. Ends with `workflow status` and the works that needed more than one attempt.
+lease (2 s here) and two fresh workers run everything, then are stopped with SIGTERM.
+Ends with `workflow status` and the works that needed more than one attempt.
 
     scripts/demo            # embedded Redis (started on demand), or WORKFLOW_REDIS_URL
 """
@@ -67,11 +67,20 @@ def main() -> None:
         console.print(f"worker 1 killed with SIGKILL while holding {held} works")
 
         t0 = time.perf_counter()
-        crew = [worker(client, log, "--burst", "--sleep", "0.2") for _ in range(2)]
-        codes = [w.wait(timeout=120) for w in crew]
+        crew = [worker(client, log, "--sleep", "0.2") for _ in range(2)]
+        # Wait until every work is finished, including the two the dead worker held (they
+        # come back when its lease runs out), then stop the crew as an operator would.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(
+            c["queued"] + c["delayed"] + c["running"] for c in map(client.counts, PIPELINES)
+        ):
+            time.sleep(0.05)
         elapsed = time.perf_counter() - t0
-        console.print(f"workers 2 and 3 ran until nothing was left ({elapsed:.1f} s), "
-                      f"exit codes {codes}; their log: {log}")  # fmt: skip
+        for w in crew:
+            w.send_signal(signal.SIGTERM)
+        codes = [w.wait(timeout=60) for w in crew]
+        console.print(f"workers 2 and 3 finished everything in {elapsed:.1f} s; stopped with "
+                      f"SIGTERM, exit codes {codes}; their log: {log}")  # fmt: skip
         show(client, works)
 
 

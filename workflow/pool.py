@@ -109,7 +109,10 @@ def child_main(conn: Connection, function: str | None, env: dict[str, str]) -> N
             outcome = execution.execute(work, request.function)
         except Exception as exc:
             outcome = Outcome(ok=False, failure=execution.failure_from(exc))
-        conn.send_bytes(_request.encode(outcome))
+        try:
+            conn.send_bytes(_request.encode(outcome))
+        except OSError:
+            return  # the supervisor died meanwhile: its lease brings the work back
 
 
 class Child:
