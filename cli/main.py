@@ -10,6 +10,7 @@ from rich.table import Table
 from workflow import __version__
 from workflow.cli.console import client_from, handle_errors, out
 from workflow.cli.pipelines import pause, pipelines, resume
+from workflow.cli.results import results
 from workflow.cli.run import run
 from workflow.cli.server import server
 from workflow.cli.status import status
@@ -55,7 +56,7 @@ def counts(ctx: click.Context, pipeline: str, as_json: bool) -> None:
 
 
 for _command in (run, status, deposit, work, retry, cancel, delete, pipelines, pause, resume,
-                 server):  # fmt: skip
+                 results, server):  # fmt: skip
     cli.add_command(_command)
 cli.add_command(show_work, "show")  # `workflow show ID`: short for `workflow work show ID`
 

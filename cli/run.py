@@ -58,6 +58,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 @click.option("--priority", type=click.IntRange(1, 5), help="Only works of this priority.")
 @click.option("--parent", help="Only works whose config.parent is this.")
 @click.option("--name", help="Worker name in the registry (default host.pid.random).")
+@click.option(
+    "--index/--no-index",
+    default=True,
+    help="Also index the pipelines' finished works into results (a background thread).",
+)
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
               default="INFO")  # fmt: skip
 @click.pass_context
@@ -65,7 +70,7 @@ def run(
     ctx: click.Context, args: tuple[str, ...], concurrency: int, lives: int, sleep_s: float,
     burst: bool, in_process: bool, grace_s: float, lease_ms: int | None, site: str | None,
     tags: tuple[str, ...], user: str | None, events: tuple[int, ...], priority: int | None,
-    parent: str | None, name: str | None, log_level: str,
+    parent: str | None, name: str | None, index: bool, log_level: str,
 ) -> None:  # fmt: skip
     """Withdraw works of the PIPELINEs and run FUNCTION (a dotted path such as
     `package.module.function`) on each, or each work's own `function`/`command` when
@@ -92,6 +97,7 @@ def run(
                 client, pipelines, function, concurrency=concurrency, lives=lives,
                 sleep_s=sleep_s, burst=burst, in_process=in_process, grace_s=grace_s,
                 filters={k: v for k, v in filters.items() if v is not None}, name=name,
+                index=index,
             )  # fmt: skip
             code = worker.run()
     except WorkflowError as exc:

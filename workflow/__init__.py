@@ -15,6 +15,7 @@ from workflow.errors import (
     WorkflowError,
     WorkNotFound,
 )
+from workflow.results import Results
 from workflow.settings import Settings
 from workflow.work import Failure, Work
 
@@ -25,6 +26,7 @@ __all__ = [
     "Failure",
     "InvalidTransition",
     "LeaseLost",
+    "Results",
     "ServerError",
     "Settings",
     "ValidationError",

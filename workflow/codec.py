@@ -1,10 +1,11 @@
 """Every encoding of a Work, in one place: JSON payloads and the Redis record.
 
 A work record is a Redis hash. Fields the Lua scripts change are separate (`status`,
-`attempt`, `start`/`stop` in ms, `token`, `deadline`), fields they read to route and filter
-are separate copies (`priority`, `timeout`, `retries`, `site`, `user`, `parent`, `tags`,
-`event`), and the user's data is msgspec JSON written once: `body` (the fields that do not
-change while the work runs), `results`, `products`, `plots`, `error`. No pickle, no eval:
+`attempt`, `start`/`stop` in ms, `token`, `deadline`), fields they read to route, filter
+and index are separate copies (`priority`, `timeout`, `retries`, `site`, `user`, `parent`,
+`tags`, `event`, `group`, `archive`, `creation` in ms), and the user's data is msgspec
+JSON written once: `body` (the fields that do not change while the work runs),
+`results`, `products`, `plots`, `error`. No pickle, no eval:
 every record read back is decoded as typed JSON and validated.
 """
 
@@ -39,7 +40,9 @@ _failure_decoder = msgspec.json.Decoder(Failure)
 LIFECYCLE = ("results", "products", "plots", "error", "status", "attempt", "start", "stop")
 """Work fields stored outside `body`: the scripts or the finishing worker change them."""
 _DATA = ("results", "products", "plots")
-CLEARABLE = ("user", "parent", "tags", "event", "results", "products", "plots", "error")
+CLEARABLE = (
+    "user", "parent", "tags", "event", "group", "results", "products", "plots", "error",
+)  # fmt: skip
 """Record fields that are absent when the Work's value is None."""
 _AT = re.compile(r" - at `\$\.?([^`\[.]*)")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
@@ -110,6 +113,11 @@ def _static_fields(work: Work) -> list[Any]:
         fields += ["tags", _encoder.encode(work.tags)]
     if work.event is not None:
         fields += ["event", _encoder.encode(work.event)]
+    if work.group is not None:
+        fields += ["group", _encoder.encode(work.group)]
+    fields += ["archive", 1 if work.archive else 0]
+    if work.creation is not None:
+        fields += ["creation", round(work.creation * 1000)]
     return fields
 
 

@@ -260,7 +260,7 @@ def retry_call(s: Settings, pipeline: str, work_id: str) -> Call:
     ]  # fmt: skip
     # Not re-sent after a lost reply: had it applied and the work failed again meanwhile,
     # a re-send would start another run.
-    return Call("retry", keys, [work_id, s.wake_cap], retry_safe=False)
+    return Call("retry", keys, [work_id, s.wake_cap, k.ix], retry_safe=False)
 
 
 def delete_call(s: Settings, pipeline: str, work_id: str) -> Call:
@@ -270,7 +270,7 @@ def delete_call(s: Settings, pipeline: str, work_id: str) -> Call:
         work_key(s.prefix, pipeline, work_id),
         k.queued, k.running, k.delayed, k.success, k.failure, k.cancelled, k.stats,
     ]  # fmt: skip
-    return Call("delete", keys, [work_id], retry_safe=True)
+    return Call("delete", keys, [work_id, k.ix], retry_safe=True)
 
 
 def requeue_expired_call(s: Settings, pipeline: str, jitter: float) -> Call:

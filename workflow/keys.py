@@ -16,6 +16,9 @@ single Redis Cluster slot:
     {prefix}:{{p}}:paused      STRING  exists while the pipeline is paused
     {prefix}:{{p}}:tp:<minute> HASH  finishes (and deposits) in that minute, by status; 2 h TTL
     {prefix}:{{p}}:work:<id>   HASH  one work record
+    {prefix}:{{p}}:retention   HASH  the results retention policy (max_age_s, max_count)
+    {prefix}:{{p}}:ix:<field>:<value>  ZSET  results index: id -> stop time, ms, of finished
+                               works with that value (field: event, tag, user, site, group)
 
 and global keys, written outside the per-pipeline scripts:
 
@@ -30,7 +33,9 @@ from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "INDEX_FIELDS",
     "PipelineKeys",
+    "index_key",
     "namespace_pattern",
     "pipeline_keys",
     "pipeline_pattern",
@@ -43,10 +48,13 @@ __all__ = [
 
 DEFAULT_PREFIX = "workflow"
 """Namespace of every key; two deployments on one server use two prefixes."""
+INDEX_FIELDS = ("event", "tag", "user", "site", "group")
+"""Fields of the results index; `index.lua` derives the same names from the `ix` prefix."""
 
 
 class PipelineKeys(NamedTuple):
-    """The keys of one pipeline; `work` and `tp` are prefixes (records, minute counters)."""
+    """The keys of one pipeline; `work`, `tp` and `ix` are prefixes (records, minute
+    counters, results indexes)."""
 
     queued: str
     running: str
@@ -59,8 +67,10 @@ class PipelineKeys(NamedTuple):
     done: str
     wake: str
     paused: str
+    retention: str
     tp: str
     work: str
+    ix: str
 
 
 def pipeline_keys(prefix: str, pipeline: str) -> PipelineKeys:
@@ -78,9 +88,18 @@ def pipeline_keys(prefix: str, pipeline: str) -> PipelineKeys:
         done=base + "done",
         wake=base + "wake",
         paused=base + "paused",
+        retention=base + "retention",
         tp=base + "tp:",
         work=base + "work:",
+        ix=base + "ix:",
     )
+
+
+def index_key(prefix: str, pipeline: str, field: str, value: str | int) -> str:
+    """The results index of one field value (events are written as decimal integers)."""
+    if field not in INDEX_FIELDS:
+        raise ValueError(f"no results index for {field!r}")
+    return f"{prefix}:{{{pipeline}}}:ix:{field}:{value}"
 
 
 def throughput_key(prefix: str, pipeline: str, minute: int) -> str:

@@ -20,6 +20,9 @@ SCRIPT_NAMES: tuple[str, ...] = (
     "complete",
     "delete",
     "deposit",
+    "expire",
+    "find",
+    "index",
     "renew",
     "requeue_expired",
     "retry",
@@ -30,11 +33,13 @@ SCRIPT_NAMES: tuple[str, ...] = (
 
 _INCLUDE = re.compile(r"^--@include (\w+)$", re.MULTILINE)
 _KEY_LINE = re.compile(r"^-- KEYS\[(\d+)\]", re.MULTILINE)
+_VARIADIC = re.compile(r"^-- KEYS\[1\.\.n\]", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class LuaScript:
-    """A transition script: its name, full source (includes resolved) and key count."""
+    """A script: its name, full source (includes resolved) and key count (-1: any
+    number, declared as `KEYS[1..n]`)."""
 
     name: str
     source: str
@@ -51,4 +56,6 @@ def load(name: str) -> LuaScript:
     raw = _read(f"{name}.lua")
     source = _INCLUDE.sub(lambda m: _read("include", f"{m.group(1)}.lua"), raw)
     n_keys = max((int(n) for n in _KEY_LINE.findall(raw)), default=0)
+    if _VARIADIC.search(raw):
+        n_keys = -1
     return LuaScript(name=name, source=source, n_keys=n_keys)

@@ -1,6 +1,6 @@
 """`workflow run`: the supervisor that withdraws works, keeps their leases, and runs them.
 
-Three threads, each with one job:
+Four threads, each with one job:
 - the main thread hands works to warm child processes (`pool.Child`), collects their
   outcomes, completes the works, stops children whose work ran past its `timeout`, and
   runs the shutdown;
@@ -8,7 +8,9 @@ Three threads, each with one job:
   wake-up signal when the queue is empty (a deposit wakes it within milliseconds);
 - a heartbeat thread renews the leases of every work held and publishes the worker's
   record; user code runs in other processes and cannot block it. A lease found lost or
-  cancelled stops the child running that work, and its outcome is not written.
+  cancelled stops the child running that work, and its outcome is not written;
+- an index thread moves the pipelines' finished works into the results index
+  (`indexer.Indexer`; off with `index=False`), apart from the withdraw path.
 
 Shutdown (SIGTERM/SIGINT): stop withdrawing, hand back works not started, let running
 works finish for `grace_s`, then stop them and hand them back (the attempt is not
@@ -35,11 +37,14 @@ from collections import deque
 from multiprocessing.connection import wait
 from typing import Any
 
+import redis
+
 from workflow import execution, registry
 from workflow.client import Client, set_default_client
 from workflow.errors import ConnectionError, LeaseLost, WorkflowError, WorkNotFound
 from workflow.execution import Outcome
 from workflow.ids import new_id
+from workflow.indexer import Indexer
 from workflow.keys import work_key
 from workflow.pool import KILL_AFTER_S, Child
 from workflow.registry import WorkerInfo, list_workers
@@ -79,6 +84,7 @@ class Worker:
         kill_after_s: float = KILL_AFTER_S,
         filters: dict[str, Any] | None = None,
         name: str | None = None,
+        index: bool = True,
     ) -> None:
         self.client = client
         self.pipelines = list(pipelines)
@@ -108,6 +114,7 @@ class Worker:
         self._grace_end = float("inf")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
+        self._indexer = Indexer(client, self.pipelines, consumer=self.info.name) if index else None
 
     # -- public -------------------------------------------------------------------------
 
@@ -140,8 +147,11 @@ class Worker:
         log.info("worker %s: pipelines %s, function %s, concurrency %d%s", self.info.name,
                  ", ".join(self.pipelines), self.function or "(each work's own)",
                  self.concurrency, ", in-process" if self.in_process else "")  # fmt: skip
+        loops = [self._fetch_loop, self._heartbeat_loop]
+        if self._indexer is not None:
+            loops.append(self._index_loop)
         threads = [threading.Thread(target=t, daemon=True, name=t.__name__)
-                   for t in (self._fetch_loop, self._heartbeat_loop)]  # fmt: skip
+                   for t in loops]  # fmt: skip
         for t in threads:
             t.start()
         try:
@@ -363,6 +373,9 @@ class Worker:
         for work in pending:
             self._release(work)
         self._stop_children(self._idle)
+        if self._indexer is not None:  # results of the last works show up at once
+            with contextlib.suppress(WorkflowError, redis.RedisError):
+                self._indexer.run_once()
         with contextlib.suppress(WorkflowError):
             registry.withdraw(self.client, self.info.name)
         log.info("worker %s stopped: %d succeeded, %d failed", self.info.name,
@@ -372,6 +385,13 @@ class Worker:
         for child in children:
             child.stop(self.kill_after_s)
         children.clear()
+
+    # -- index thread -------------------------------------------------------------------
+
+    def _index_loop(self) -> None:
+        """Index finished works into results until the worker is finished."""
+        assert self._indexer is not None
+        self._indexer.run(self._finished)
 
     # -- fetch thread -------------------------------------------------------------------
 

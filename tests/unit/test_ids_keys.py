@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 from unittest import mock
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from redis.crc import key_slot
@@ -100,13 +101,19 @@ def test_pipeline_keys_are_pinned() -> None:
         done="workflow:{p}:done",
         wake="workflow:{p}:wake",
         paused="workflow:{p}:paused",
+        retention="workflow:{p}:retention",
         tp="workflow:{p}:tp:",
         work="workflow:{p}:work:",
+        ix="workflow:{p}:ix:",
     )
     assert k._fields == (
         "queued", "running", "delayed", "success", "failure", "cancelled",
-        "seq", "stats", "done", "wake", "paused", "tp", "work",
+        "seq", "stats", "done", "wake", "paused", "retention", "tp", "work", "ix",
     )  # fmt: skip
+    assert keys.index_key("workflow", "p", "event", 42) == "workflow:{p}:ix:event:42"
+    assert keys.index_key("workflow", "p", "tag", "a b") == k.ix + "tag:a b"
+    with pytest.raises(ValueError):
+        keys.index_key("workflow", "p", "status", "success")
     assert keys.throughput_key("workflow", "p", 29000000) == "workflow:{p}:tp:29000000"
     assert keys.pipeline_pattern("workflow", "p") == "workflow:{p}:*"
     assert work_key("workflow", "p", "01ABC") == "workflow:{p}:work:01ABC"

@@ -116,3 +116,15 @@ local function store_fields(wkey, dels, first)
   for field in string.gmatch(dels, '%S+') do redis.call('HDEL', wkey, field) end
   if #ARGV >= first then redis.call('HSET', wkey, unpack(ARGV, first)) end
 end
+
+-- Remove a work from the results indexes it is in (the index keys, under ix_prefix, are
+-- listed in its `ix` field by the indexer) and forget them. Status sets are not touched.
+local function unindex(wkey, id, ix_prefix)
+  local raw = redis.call('HGET', wkey, 'ix')
+  if not raw then return end
+  local ok, names = pcall(cjson.decode, raw)
+  if ok and type(names) == 'table' then
+    for _, name in ipairs(names) do redis.call('ZREM', ix_prefix .. name, id) end
+  end
+  redis.call('HDEL', wkey, 'ix')
+end
