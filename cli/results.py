@@ -21,7 +21,7 @@ import click
 from workflow.cli.console import client_from, err, handle_errors, out
 from workflow.cli.works import Row, render_work, render_works
 from workflow.errors import ValidationError
-from workflow.indexer import Indexer
+from workflow.indexer import CLAIM_IDLE_MS, Indexer
 from workflow.query import STATUSES, TimeArg
 from workflow.results import Results, Retention
 
@@ -221,20 +221,26 @@ def delete(ctx: click.Context, ids: tuple[str, ...], yes: bool, **kw: Any) -> No
 @click.argument("pipelines", nargs=-1)
 @click.option("--once", is_flag=True, help="Index what is waiting, then exit.")
 @click.option("--name", help="Consumer name (default: results-index.<pid>).")
+@click.option("--claim-idle-ms", type=click.IntRange(min=1), default=CLAIM_IDLE_MS,
+              show_default=True,
+              help="Take over entries another indexer has left pending this long.")
 @click.pass_context
 @handle_errors
-def index(ctx: click.Context, pipelines: tuple[str, ...], once: bool, name: str | None) -> None:
+def index(ctx: click.Context, pipelines: tuple[str, ...], once: bool, name: str | None,
+          claim_idle_ms: int) -> None:  # fmt: skip
     """Run a results indexer for the PIPELINES (default: every pipeline). Workers index
     results themselves; this is for deployments that want a separate one."""
     client = client_from(ctx)
     with client:
-        indexer = Indexer(client, list(pipelines) or None,
+        indexer = Indexer(client, list(pipelines) or None, claim_idle_ms=claim_idle_ms,
                           consumer=name or f"results-index.{os.getpid()}")  # fmt: skip
         if once:
             n = indexer.drain()
             err.print(f"indexed {indexer.indexed} of {n} entries, dropped {indexer.dropped}",
                       highlight=False)  # fmt: skip
             return
+        err.print(f"indexing results of {', '.join(pipelines) or 'every pipeline'}",
+                  highlight=False)  # fmt: skip
         stop = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

@@ -52,11 +52,11 @@ class ValidationError(WorkflowError, ValueError):
 class WorkNotFound(WorkflowError, KeyError):
     """No work with this id exists (it may have been deleted)."""
 
-    def __init__(self, work_id: str, pipeline: str | None = None) -> None:
+    def __init__(self, work_id: str, pipeline: str | None = None, detail: str = "") -> None:
         self.work_id = work_id
         self.pipeline = pipeline
         where = f" in pipeline {pipeline!r}" if pipeline else ""
-        super().__init__(f"no work with id {work_id!r}{where}")
+        super().__init__(detail or f"no work with id {work_id!r}{where}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])

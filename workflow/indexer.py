@@ -208,7 +208,7 @@ class Indexer:
             if floor is None or _entry_key(mark) < _entry_key(floor):
                 floor = mark
         if floor and floor != "0-0":
-            self.client._io(lambda: r.xtrim(stream, minid=floor), True)
+            self.client._io(lambda: r.xtrim(stream, minid=floor, approximate=False), True)
 
     def _expire(self, pipeline: str) -> None:
         """Enforce the retention policy (a bounded number of calls per round)."""

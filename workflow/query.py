@@ -190,9 +190,10 @@ def find_call(
     mode: Literal["find", "count"] = "find",
     cursor: Cursor | None = None,
     limit: int = 100,
-    budget: int = FIND_BUDGET,
+    budget: int | None = None,
 ) -> Call:
-    """One `find` call on `pipeline`, newest first after `cursor`."""
+    """One `find` call on `pipeline`, newest first after `cursor`, examining at most
+    `budget` entries (default `FIND_BUDGET`)."""
     groups = q.groups(s, pipeline)
     newest = q.until_ms
     cursor_id = ""
@@ -202,7 +203,7 @@ def find_call(
         pipeline_keys(s.prefix, pipeline).work, mode,
         "+inf" if newest is None else newest,
         "-inf" if q.since_ms is None else q.since_ms,
-        cursor_id, limit, budget,
+        cursor_id, limit, budget or FIND_BUDGET,
         "" if q.created_since_ms is None else q.created_since_ms,
         "" if q.created_until_ms is None else q.created_until_ms,
         "1", *(len(g) for g in groups),

@@ -60,6 +60,20 @@ class _either:
         return self.fn.__get__(obj if obj is not None else cls(), cls)
 
 
+FILTERS = frozenset({
+    "status", "event", "tags", "tags_mode", "user", "site", "group",
+    "since", "until", "created_since", "created_until",
+})  # fmt: skip
+"""The keyword filters of `find`, `iterate`, `count`, `delete` and `export`."""
+
+
+def _query(pipeline: str | list[str] | None, filters: dict[str, Any]) -> Query:
+    unknown = sorted(set(filters) - FILTERS)
+    if unknown:
+        raise ValidationError(unknown[0], f"is not a filter ({', '.join(sorted(FILTERS))})")
+    return Query.make(pipeline, **filters)
+
+
 class Results:
     """The results index of one deployment. `Results()` uses the default client."""
 
@@ -90,7 +104,7 @@ class Results:
         for name, value, top in (("limit", limit, LIMIT_MAX), ("offset", offset, 10**9)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise ValidationError(name, f"must be an integer from 0 to {top}", value)
-        q = Query.make(pipeline, **filters)
+        q = _query(pipeline, filters)
         start = Cursor.parse(cursor) if cursor is not None else None
         merged = list(itertools.islice(self._merged(q, start, limit + offset), limit + offset))
         page = Page(work for work, _ in merged[offset:])
@@ -100,14 +114,14 @@ class Results:
     @_either
     def iterate(self, pipeline: str | list[str] | None = None, **filters: Any) -> Iterator[Work]:
         """Every finished work matching the filters, newest first, fetched page by page."""
-        q = Query.make(pipeline, **filters)
+        q = _query(pipeline, filters)
         for work, _ in self._merged(q, None, 500):
             yield work
 
     @_either
     def count(self, pipeline: str | list[str] | None = None, **filters: Any) -> int:
         """How many finished works match the filters (same filters as `find`)."""
-        q = Query.make(pipeline, **filters)
+        q = _query(pipeline, filters)
         total = 0
         for name in self._pipelines(q):
             cursor: Cursor | None = None
@@ -125,7 +139,9 @@ class Results:
         finished)."""
         work = self.client.get(work_id, pipeline=pipeline)
         if work.status not in STATUSES:
-            raise WorkNotFound(work_id, f"has not finished (it is {work.status})")
+            raise WorkNotFound(
+                work_id, work.pipeline, f"no result for {work_id!r}: it is {work.status}"
+            )
         return work
 
     # -- writes -------------------------------------------------------------------------
