@@ -4,7 +4,8 @@ Every step is one client call on the real Redis scripts and the same change to t
 after every step the whole Redis state is read back and compared with the model:
 every id in exactly the set its state says (or nowhere once deleted), the queued set in
 priority-then-FIFO order, attempts, status fields, counts, lifetime stats, the completion
-stream, and terminal works never moving again.
+stream, the results index (exactly the finished works indexed so far), and terminal works
+never moving again.
 
 Lease expiry is made deterministic by moving a running work's lease score to 0; backoff
 is 0 (the `settings` fixture), so a retried work sits in `delayed` until the next
@@ -32,7 +33,8 @@ from hypothesis.stateful import (
 )
 
 from workflow import Client, InvalidTransition, LeaseLost, Settings, Work, WorkNotFound
-from workflow.keys import pipeline_keys, work_key
+from workflow.indexer import Indexer
+from workflow.keys import index_key, pipeline_keys, work_key
 
 PIPELINES = ("p1", "p2")
 ID_POOL = tuple(f"w{i}" for i in range(8))
@@ -64,6 +66,7 @@ class Model:
     expired: bool = False  # lease score moved to the past, while running
     token: str | None = None  # the current lease token, once withdrawn
     last: str | None = None  # `token/outcome` of the completion that ended an attempt
+    indexed: bool = False  # in the results index (finished, and an index step ran since)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -166,7 +169,8 @@ class QueueMachine(RuleBasedStateMachine):
             if i is None:  # a fresh id; not a library one, whose order would be random
                 self.fresh += 1
                 i = f"n{self.fresh:05d}"
-            works.append(Work(pipeline=p, id=i, priority=prio, retries=r, parameters={"n": n}))
+            works.append(Work(pipeline=p, id=i, priority=prio, retries=r, parameters={"n": n},
+                              tags=["all"]))  # fmt: skip
         if via_work and len(works) == 1:
             created = [works[0].deposit(client=self.client)]
         else:
@@ -369,10 +373,21 @@ class QueueMachine(RuleBasedStateMachine):
         m = self.works.get(key)
         existed = m is not None and m.state != "deleted"
         if existed:
-            m.state = "deleted"  # type: ignore[union-attr]
+            m.state, m.indexed = "deleted", False  # type: ignore[union-attr]
             self.stats[key[0]]["deleted"] += 1
             self.frozen.pop(key, None)
         assert self.client.delete(key[1], pipeline=key[0]) is existed
+
+    @rule(pipeline=st.sampled_from(PIPELINES))
+    def index(self, pipeline: str) -> None:
+        """Index the pipeline's results: every finished work enters the index, the
+        acknowledged stream entries are trimmed (the last delivered one stays)."""
+        self.tick()
+        Indexer(self.client, [pipeline], consumer="machine").drain()
+        for m in self.works.values():
+            if m.pipeline == pipeline and m.state in TERMINAL:
+                m.indexed = True
+        self.stream[pipeline] = min(self.stream[pipeline], 1)
 
     @precondition(lambda self: any(m.state != "deleted" for m in self.works.values()))
     @rule(data=st.data())
@@ -396,6 +411,7 @@ class QueueMachine(RuleBasedStateMachine):
                 pipe.zrange(getattr(k, name), 0, -1, withscores=True)
             pipe.xlen(k.done)
             pipe.hgetall(k.stats)
+            pipe.zrange(index_key(prefix, p, "tag", "all"), 0, -1, withscores=True)
         models = sorted(self.works.values(), key=lambda m: m.key)
         for m in models:
             pipe.hmget(work_key(prefix, m.pipeline, m.id), "status", "attempt", "stop")
@@ -418,6 +434,11 @@ class QueueMachine(RuleBasedStateMachine):
             assert next(replies) == self.stream[p], "one stream entry per finished work"
             stats = {key.decode(): int(v) for key, v in next(replies).items()}
             assert stats == {k: v for k, v in self.stats[p].items() if v}, p
+            # the results index: exactly the finished works indexed since, at their stop
+            index = {i.decode(): score for i, score in next(replies)}
+            indexed = [m for m in models if m.pipeline == p and m.indexed]
+            assert all(m.state in TERMINAL for m in indexed), "only finished works"
+            assert index == {m.id: members[m.state][m.id] for m in indexed}, p
             counts = {name: len(members[name]) for name in SETS}
             assert self.client.counts(p) == counts
 
