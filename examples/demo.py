@@ -4,7 +4,8 @@ Deposits 60 works into two pipelines with mixed priorities; three of them ask fo
 beam that does not exist and fail (each after its one retry, its error recorded). A first
 worker starts and is killed with SIGKILL while it holds works: they come back after their
 lease (2 s here) and two fresh workers run everything, then are stopped with SIGTERM.
-Ends with `workflow status` and the works that needed more than one attempt.
+Ends with `workflow status`, the works that needed more than one attempt, and a search of
+the results index (the workers indexed what they finished).
 
     scripts/demo            # embedded Redis (started on demand), or WORKFLOW_REDIS_URL
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from workflow import Client, Settings, Work
+from workflow import Client, Results, Settings, Work
 from workflow.cli.status import render
 from workflow.status import snapshot
 
@@ -95,6 +96,12 @@ def show(client: Client, works: list[Work]) -> None:
                       f"[{'green' if w.status == 'success' else 'red'}]{w.status}",
                       f"{w.error.kind}: {w.error.message}" if w.error else "")  # fmt: skip
     console.print(table)
+    results = Results(client)
+    failed = results.find(list(PIPELINES), tags="demo", status="failure")
+    console.print(f"results index: {results.count(list(PIPELINES), tags='demo')} results tagged "
+                  f"'demo'; those that failed (`workflow results view --tag demo --status "
+                  f"failure`): " + ", ".join(f"beam {w.parameters['beam']}"  # type: ignore[index]
+                                             for w in failed))  # fmt: skip
     ok = sum(w.status == "success" for w in done)
     console.print(f"[bold]{ok}/{len(done)} works succeeded, {len(done) - ok} failed with their "
                   f"error recorded; {len(again)} needed a second attempt.")  # fmt: skip

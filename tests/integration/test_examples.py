@@ -26,5 +26,7 @@ def test_example_runs(path: Path, redis_server: PrivateServer, client: object) -
         text = " ".join(proc.stdout.split())  # rich wraps long lines at 80 columns
         assert "57/60 works succeeded, 3 failed" in text
         assert "exit codes [0, 0]" in text
+        assert "60 results tagged 'demo'" in text
+        assert all(f"beam {b}" in text for b in (307, 327, 347))
     if path.name == "reference_usage.py":
         assert "success 3 1" in proc.stdout
