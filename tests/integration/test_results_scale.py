@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from workflow import Client, Failure, Results, Settings, Work, codec, core
-from workflow.query import STATUSES
+from workflow.keys import work_key
+from workflow.query import STATUSES, Query, decode_find, find_call
 from workflow.server import PrivateServer
 
 from ..conftest import TEST_PREFIX
@@ -387,3 +388,42 @@ def test_small_pages_cut_through_shared_stop_milliseconds(data: Data) -> None:
             break
         page = data.results.find(since=lo / 1000, until=hi / 1000, limit=3, cursor=page.cursor)
     assert got == expected
+
+
+def test_find_by_creation_range(data: Data) -> None:
+    """`created_since`/`created_until` (inclusive, ms of the record's `creation`) combined
+    with a field filter: exact set and order."""
+    p = PIPELINES[2]
+    mine = [r for r in data.rows if r.pipeline == p]
+    pipe = data.client.redis.pipeline(transaction=False)
+    for r in mine:
+        pipe.hget(work_key(TEST_PREFIX, p, r.id), "creation")
+    created = {r.id: int(c) for r, c in zip(mine, pipe.execute(), strict=True)}
+    times = sorted(created.values())
+    lo, hi = times[len(times) // 4], times[len(times) // 2]
+    check(
+        data,
+        lambda r: r.pipeline == p and TAGS[8] in r.tags and lo <= created[r.id] <= hi,
+        pipeline=p, tags=TAGS[8], created_since=lo / 1000, created_until=hi / 1000,
+    )  # fmt: skip
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Results.count is documented O(log n) for at most one field value and no "
+    "creation range, but Query.groups always adds the status group, so find.lua's "
+    "count shortcut (one group only) never applies: count(tags=t) scans the tag index",
+)
+def test_count_by_one_field_value_needs_no_scan(data: Data) -> None:
+    """results.py: "`count()` with at most one field value and no creation range is
+    O(log n)": one `find` call in count mode answers it, even with a budget of 1 entry."""
+    p = PIPELINES[0]
+    cases: list[tuple[dict[str, Any], Callable[[Row], bool]]] = [
+        ({"tags": TAGS[4]}, lambda r: TAGS[4] in r.tags),
+        ({"event": EVENTS[3]}, lambda r: EVENTS[3] in r.event),
+        ({"user": USERS[1]}, lambda r: r.user == USERS[1]),
+    ]
+    for filters, keep in cases:
+        call = find_call(data.client.settings, p, Query.make(p, **filters), mode="count", budget=1)
+        _, cursor, n = decode_find(data.client._run(call))
+        assert (n, cursor) == (sum(r.pipeline == p and keep(r) for r in data.rows), None)
