@@ -126,12 +126,11 @@ def view(ctx: click.Context, limit: int, offset: int, cursor: str | None, as_jso
         page = r.find(limit=limit, offset=offset, cursor=cursor, **args)
     if as_json:
         click.echo(json.dumps([w.payload for w in page]))
-        return
-    if not page:
+    elif not page:
         out.print("no results")
-        return
-    render_works([Row(str(w.id), w.status, w) for w in page], out, time.time())
-    if page.cursor is not None:
+    else:
+        render_works([Row(str(w.id), w.status, w) for w in page], out, time.time())
+    if page.cursor is not None:  # on stderr: stdout stays a table, or JSON
         err.print(f"more: --cursor {page.cursor}", highlight=False)
 
 
@@ -249,9 +248,12 @@ def index(ctx: click.Context, pipelines: tuple[str, ...], once: bool, name: str 
 
 
 def _retention_line(pipeline: str, policy: Retention) -> str:
-    age = "forever" if policy.max_age_s is None else f"{policy.max_age_s} s"
-    count = "no limit" if policy.max_count is None else str(policy.max_count)
-    return f"{pipeline}: keep for {age}, at most {count} results"
+    limits = []
+    if policy.max_age_s is not None:
+        limits.append(f"for {policy.max_age_s} s after they stop")
+    if policy.max_count is not None:
+        limits.append(f"at most {policy.max_count:,} of them")
+    return f"{pipeline}: results kept " + (" and ".join(limits) or "forever")
 
 
 @results.command("retention")

@@ -160,9 +160,12 @@ class Query:
         )
         return query
 
-    def groups(self, s: Settings, pipeline: str) -> list[list[str]]:
-        """The AND of ORs of sorted sets this query means on `pipeline`; the status
-        group first (its sets are disjoint)."""
+    def groups(self, s: Settings, pipeline: str) -> tuple[list[list[str]], bool]:
+        """The AND of ORs of sorted sets this query means on `pipeline`, and whether
+        the first group's sets are disjoint (the status group, first when present). The
+        status group is left out when every status is wanted and a field is named: the
+        field indexes hold finished works only, so it would constrain nothing (and a
+        one-value count stays O(log n))."""
         k = pipeline_keys(s.prefix, pipeline)
         out = [[getattr(k, status) for status in self.status]]
 
@@ -179,7 +182,9 @@ class Query:
             values = getattr(self, field)
             if values:
                 out.append(ix(field, values))
-        return out
+        if len(out) > 1 and self.status == STATUSES:
+            return out[1:], False
+        return out, True
 
 
 def find_call(
@@ -194,7 +199,7 @@ def find_call(
 ) -> Call:
     """One `find` call on `pipeline`, newest first after `cursor`, examining at most
     `budget` entries (default `FIND_BUDGET`)."""
-    groups = q.groups(s, pipeline)
+    groups, disjoint = q.groups(s, pipeline)
     newest = q.until_ms
     cursor_id = ""
     if cursor is not None and (newest is None or cursor.stop_ms <= newest):
@@ -206,7 +211,7 @@ def find_call(
         cursor_id, limit, budget or FIND_BUDGET,
         "" if q.created_since_ms is None else q.created_since_ms,
         "" if q.created_until_ms is None else q.created_until_ms,
-        "1", *(len(g) for g in groups),
+        "1" if disjoint else "0", *(len(g) for g in groups),
     ]  # fmt: skip
     return Call("find", [key for g in groups for key in g], args, retry_safe=True)
 

@@ -319,9 +319,11 @@ def test_retention_set_show_clear(client: Client, run: Invoke) -> None:
     assert shown("--max-age", "2h") == {"pipeline": A, "max_age_s": 7200, "max_count": 3}
     assert shown() == {"pipeline": A, "max_age_s": 7200, "max_count": 3}
     result = run("retention", A)
-    assert result.stdout.strip() == f"{A}: keep for 7200 s, at most 3 results"
+    kept = "results kept for 7200 s after they stop and at most 3 of them"
+    assert result.stdout.strip() == f"{A}: {kept}"
     assert shown("--max-age", "7d")["max_age_s"] == 7 * 86400
     assert shown("--clear") == {"pipeline": A, "max_age_s": None, "max_count": None}
+    assert run("retention", A).stdout.strip() == f"{A}: results kept forever"
     assert json.loads(run("retention", B, "--json").stdout)["max_count"] is None
     one_line_error(run("retention", A, "--max-age", "5x"), "--max-age")
     usage_error(run("retention", A, "--max-count", "0"), "--max-count")

@@ -132,6 +132,9 @@ def test_a_tiny_scan_budget_only_costs_more_calls(
     run = client._run
     monkeypatch.setattr(client, "_run", lambda call: calls.append(call) or run(call))
     assert Results(client).count(tags="t1") == len(model(corpus, Query.make(tags="t1")))
+    assert len(calls) == 2  # one tag: ZCOUNT, one call per pipeline whatever the budget
+    two = {"tags": ["t1", "t2"]}
+    assert Results(client).count(**two) == len(model(corpus, Query.make(**two)))
     assert len(calls) > 20  # about 1 call per 3 entries of the driving index
     for filters in QUERIES:
         want = model(corpus, Query.make(**filters))

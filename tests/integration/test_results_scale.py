@@ -408,12 +408,6 @@ def test_find_by_creation_range(data: Data) -> None:
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Results.count is documented O(log n) for at most one field value and no "
-    "creation range, but Query.groups always adds the status group, so find.lua's "
-    "count shortcut (one group only) never applies: count(tags=t) scans the tag index",
-)
 def test_count_by_one_field_value_needs_no_scan(data: Data) -> None:
     """results.py: "`count()` with at most one field value and no creation range is
     O(log n)": one `find` call in count mode answers it, even with a budget of 1 entry."""
