@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import redis
+from redis.exceptions import NoScriptError
 
 from workflow import codec, core
 from workflow.connection import blocking_client, command_client
@@ -36,11 +37,13 @@ from workflow.scripting import SCRIPT_NAMES, load
 from workflow.settings import Settings
 from workflow.work import Failure, Work
 
-__all__ = ["Client", "default_client", "set_default_client"]
+__all__ = ["Client", "Completion", "default_client", "set_default_client"]
 
 log = logging.getLogger("workflow")
 T = TypeVar("T")
 
+Completion = tuple[Work, core.Outcome, Failure | None, bool]
+"""One attempt to finish: the work, its outcome, the failure (or None), terminal."""
 DEPOSIT_CHUNK = 500
 """Works per deposit script call: keeps each call short so Redis stays responsive."""
 RETRY_DELAYS_S = (0.05, 0.2, 0.5, 1.0, 2.0)
@@ -101,6 +104,30 @@ class Client:
     def _run(self, call: core.Call) -> Any:
         script = self._scripts[call.script]
         return self._io(lambda: script(keys=call.keys, args=call.args), call.retry_safe)
+
+    def _run_many(self, calls: list[core.Call]) -> list[Any]:
+        """Several script calls in one round trip (a pipeline of EVALSHA; scripts Redis
+        lost, e.g. after a restart, are loaded again and only their calls re-sent). A
+        call Redis refused has its exception as its reply."""
+
+        def send(todo: list[core.Call]) -> list[Any]:
+            pipe = self.redis.pipeline(transaction=False)
+            for call in todo:
+                sha = self._scripts[call.script].sha
+                pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+            return pipe.execute(raise_on_error=False)
+
+        safe = all(c.retry_safe for c in calls)
+        replies = self._io(lambda: send(calls), safe)
+        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missing:
+            for name in sorted({calls[i].script for i in missing}):
+                script = self._scripts[name]
+                self._io(lambda s=script: self.redis.script_load(s.script), True)  # type: ignore[misc]
+            again = self._io(lambda: send([calls[i] for i in missing]), safe)
+            for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
 
     def _register(self, pipeline: str) -> None:
         # The global pipelines set lives outside every pipeline's slot: written apart,
@@ -219,7 +246,12 @@ class Client:
         call = core.withdraw_call(
             self.settings, pipeline, count, f, secrets.token_hex(8), random.random()
         )
-        records, wait_ms = core.decode_withdraw(self._run(call))
+        return self._leased(pipeline, self._run(call))
+
+    def _leased(self, pipeline: str, reply: Any) -> tuple[list[Work], int, int]:
+        """The works a withdraw reply leased, its wait hint, and how many records were
+        corrupt (failed terminally, never handed out)."""
+        records, wait_ms = core.decode_withdraw(reply)
         works = []
         for work_id, record in records:
             token = record.get("token", b"").decode()
@@ -269,7 +301,59 @@ class Client:
     ) -> str:  # fmt: skip
         """Finish a withdrawn work's attempt: success, failure (retried while attempts
         remain) or release (handed back). Returns the new status and sets it on `work`."""
-        work.validate()
+        call = self._completion(work, outcome, failure, terminal, data_only=False)
+        status = core.decode_status(self._run(call), work.id, "complete")  # type: ignore[arg-type]
+        self._completed(work, outcome, status)
+        return status
+
+    def complete_many(
+        self, items: list[Completion], *, refill: tuple[str, int, core.Filters] | None = None
+    ) -> tuple[list[str], list[Work]]:
+        """Finish several attempts (as a worker does: only `results`, `products`, `plots`
+        and the error are stored) and, with `refill=(pipeline, count, filters)`, lease up
+        to `count` more works of `pipeline` without waiting: all in one round trip.
+        Returns each item's new status ("rejected" when its lease was lost or the work
+        is gone) and the works leased. On a connection error only the completions are
+        re-sent (they are idempotent); works the lost refill may have leased come back
+        when their lease expires."""
+        calls = [self._completion(w, o, f, t, data_only=True) for w, o, f, t in items]
+        refill_call = None
+        if refill is not None and refill[1] > 0:
+            pipeline, count, f = refill
+            refill_call = core.withdraw_call(
+                self.settings, pipeline, min(count, self.settings.scan_limit), f,
+                secrets.token_hex(8), random.random(),
+            )  # fmt: skip
+        try:
+            replies = self._run_many([*calls, *([refill_call] if refill_call else [])])
+        except ConnectionError:
+            if refill_call is None:
+                raise
+            replies, refill_call = self._run_many(calls), None
+        statuses = []
+        for (work, outcome, _, _), reply in zip(items, replies, strict=False):
+            try:
+                if isinstance(reply, Exception):
+                    raise ScriptError(f"Redis refused the operation: {reply}") from reply
+                status = core.decode_status(reply, work.id, "complete")  # type: ignore[arg-type]
+            except (LeaseLost, WorkNotFound):
+                status = "rejected"
+            self._completed(work, outcome, status)
+            statuses.append(status)
+        leased: list[Work] = []
+        if refill_call is not None:
+            reply = replies[-1]
+            if isinstance(reply, Exception):
+                raise ScriptError(f"Redis refused the operation: {reply}") from reply
+            leased, _, _ = self._leased(refill[0], reply)  # type: ignore[index]
+        return statuses, leased
+
+    def _completion(
+        self, work: Work, outcome: core.Outcome, failure: Failure | None, terminal: bool,
+        data_only: bool,
+    ) -> core.Call:  # fmt: skip
+        if not data_only:  # (a worker's outputs were checked when its function returned)
+            work.validate()
         if outcome not in ("success", "failure", "release"):
             raise ValidationError("outcome", "must be 'success', 'failure' or 'release'", outcome)
         if outcome == "failure" and failure is None:
@@ -286,17 +370,19 @@ class Client:
         if failure is not None:
             failure.attempt = failure.attempt or work.attempt
             failure.time = failure.time or time.time()
-        call = core.complete_call(
-            self.settings, work.pipeline, work.id, _token(work), outcome,  # type: ignore[arg-type]
-            random.random(), terminal=terminal,
-            changes=core.completion_fields(work, outcome, failure),
-        )  # fmt: skip
-        status = core.decode_status(self._run(call), work.id, "complete")  # type: ignore[arg-type]
-        work.status = status
-        work._token = ""  # type: ignore[attr-defined]  # the attempt is over
         if outcome == "failure":
             work.error = failure
-        return status
+        return core.complete_call(
+            self.settings, work.pipeline, work.id, _token(work), outcome,  # type: ignore[arg-type]
+            random.random(), terminal=terminal,
+            changes=core.completion_fields(work, outcome, failure, data_only=data_only),
+        )  # fmt: skip
+
+    @staticmethod
+    def _completed(work: Work, outcome: str, status: str) -> None:
+        if status != "rejected":
+            work.status = status
+        work._token = ""  # type: ignore[attr-defined]  # the attempt is over
 
     def update(self, work: Work) -> None:
         """`work.update()`: finish, save progress, or edit in place (see `Work.update`)."""

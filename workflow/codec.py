@@ -22,6 +22,7 @@ from workflow.work import Failure, Work
 
 __all__ = [
     "check_json",
+    "data_fields",
     "decode_hash",
     "decode_json",
     "decode_record",
@@ -29,6 +30,7 @@ __all__ = [
     "encode_json",
     "from_builtins",
     "record_fields",
+    "trusted_json",
     "update_fields",
 ]
 
@@ -52,6 +54,12 @@ def encode_json(work: Work) -> bytes:
     """The full payload as JSON; `ValidationError` names a field that cannot be stored."""
     for name, value in msgspec.structs.asdict(work).items():
         check_json(name, value)
+    return _encoder.encode(work)
+
+
+def trusted_json(work: Work) -> bytes:
+    """The payload as JSON, unchecked: for a Work read from its record (or made by the
+    library), whose values are storable already."""
     return _encoder.encode(work)
 
 
@@ -92,6 +100,13 @@ def update_fields(work: Work) -> tuple[str, list[Any]]:
     pairs = [*_static_fields(work), "priority", work.priority, *_data_fields(work, True)]
     present = set(pairs[0::2])
     return " ".join(f for f in CLEARABLE if f not in present), pairs
+
+
+def data_fields(work: Work) -> tuple[str, list[Any]]:
+    """What a worker stores on completion: `results`, `products`, `plots` (deleted when
+    None); the rest of the record is as withdraw left it."""
+    dels = " ".join(name for name in _DATA if getattr(work, name) is None)
+    return dels, _data_fields(work, with_error=False)
 
 
 def _static_fields(work: Work) -> list[Any]:

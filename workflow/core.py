@@ -221,10 +221,11 @@ def complete_call(
 
 
 def completion_fields(
-    work: Work, outcome: Outcome, failure: Failure | None
+    work: Work, outcome: Outcome, failure: Failure | None, *, data_only: bool = False
 ) -> tuple[str, list[Any]]:
-    """What a finishing worker stores: the user's data, plus the failure on failure."""
-    dels, pairs = codec.update_fields(work)
+    """What a finishing attempt stores: every field the user may change (`data_only`:
+    only `results`, `products`, `plots`, as a worker does), plus the failure."""
+    dels, pairs = codec.data_fields(work) if data_only else codec.update_fields(work)
     if outcome == "failure":
         dels = " ".join(f for f in dels.split() if f != "error")
         pairs += ["error", codec.encode_failure(failure or Failure(message="failed"))]

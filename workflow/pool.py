@@ -149,7 +149,8 @@ class Child:
         """Start running `work` in the child."""
         self.work, self.started = work, time.monotonic()
         token = getattr(work, "_token", "")
-        request = _Request(work=msgspec.Raw(work.to_json()), function=function, token=token)
+        payload = codec.trusted_json(work)  # decoded from its record: valid already
+        request = _Request(work=msgspec.Raw(payload), function=function, token=token)
         self.conn.send_bytes(_request.encode(request))
 
     def receive(self) -> Outcome:

@@ -34,14 +34,15 @@ import socket
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
 import redis
 
-from workflow import execution, registry
+from workflow import core, execution, registry
 from workflow.client import Client, set_default_client
-from workflow.errors import ConnectionError, LeaseLost, WorkflowError, WorkNotFound
+from workflow.errors import ConnectionError, WorkflowError
 from workflow.execution import Outcome
 from workflow.ids import new_id
 from workflow.indexer import Indexer
@@ -60,6 +61,24 @@ NO_RETRY = frozenset({"config"})
 """Failure kinds that no retry can fix: the work fails at once."""
 SLEEP_S = 1.0
 """Longest single idle wait before the queue is checked again (deposits wake at once)."""
+FLUSH_S = 0.005
+"""Longest a finished work's completion waits to share a round trip with others."""
+BATCH_MAX = 100
+"""Most completions sent in one round trip."""
+PREFETCH_WINDOW_S = 0.05
+"""Works are leased ahead of a free slot only while the works run this fast on average,
+and at most this long of them: short works then never wait on a round trip, long works
+are never held back from other workers."""
+
+
+@dataclass(slots=True)
+class _Done:
+    """A finished attempt waiting to be recorded."""
+
+    work: Work
+    outcome: str  # success | failure | release
+    failure: Failure | None
+    elapsed: float
 
 
 Verdict = Failure | str
@@ -115,6 +134,12 @@ class Worker:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
         self._indexer = Indexer(client, self.pipelines, consumer=self.info.name) if index else None
+        self._filters = core.Filters.make(**self.filters)
+        self._completions: list[_Done] = []  # finished, not yet recorded (main thread)
+        self._first_done = 0.0  # when the oldest of them finished
+        self._unrecorded = 0  # len(self._completions), readable by the fetch thread
+        self._reserved = 0  # works being withdrawn right now (either thread)
+        self._runtime: float | None = None  # moving average of a work's run time, s
 
     # -- public -------------------------------------------------------------------------
 
@@ -181,6 +206,9 @@ class Worker:
     def _main_loop(self) -> None:
         while True:
             self._dispatch()
+            if self._flush_due():
+                self._flush()  # records them and leases the next works, one round trip
+                continue
             with self._lock:
                 idle_now = not self._busy and not self._pending
                 if idle_now and (self._stop.is_set() or self._lives_left() == 0 or self._drained):
@@ -214,8 +242,9 @@ class Worker:
                 outcome = execution.execute(work, self.function)
                 with self._lock:
                     del self._busy[work.id]  # type: ignore[arg-type]
-                    self._space.notify()
                 self._finish(work, outcome, time.monotonic() - t0)
+                if self._flush_due():
+                    return
             else:
                 try:
                     child.send(work, self.function)
@@ -242,8 +271,9 @@ class Worker:
         healthy = child.alive() and child.pid not in self._kill_at
         if healthy:
             self._idle.append(child)
-        self._finish(work, outcome, elapsed)  # record first: replacing a child takes time
+        self._finish(work, outcome, elapsed)
         if not healthy:
+            self._flush()  # record first: replacing a child takes time
             self._kill_at.pop(child.pid, None)
             child.stop(0)
             if not self._stop.is_set():
@@ -265,58 +295,112 @@ class Worker:
             self._idle.append(child)
 
     def _finish(self, work: Work, outcome: Outcome, elapsed: float) -> None:
+        """Queue the completion of a finished attempt; `_flush` records it. The work stays
+        held until then: a burst worker must not exit before it is recorded."""
         with self._lock:
             verdict = self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
-        try:
-            self._finish_as(work, outcome, elapsed, verdict)
-        finally:
-            with self._lock:  # held until recorded: a burst worker must not exit before
-                self._held.pop(work.id, None)  # type: ignore[arg-type]
-                self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
-
-    def _finish_as(
-        self, work: Work, outcome: Outcome, elapsed: float, verdict: Verdict | None
-    ) -> None:
+        if verdict != "release":
+            avg = self._runtime
+            self._runtime = elapsed if avg is None else 0.8 * avg + 0.2 * elapsed
         if verdict == "lost":
             log.warning("work=%s not completed: its lease was lost or it was cancelled", work.id)
+            with self._lock:
+                self._held.pop(work.id, None)  # type: ignore[arg-type]
+                self._space.notify()
             return
         if verdict == "release":
-            self._complete(work, "release", None)
+            done = _Done(work, "release", None, elapsed)
+        else:
+            work.results, work.products = outcome.results, outcome.products
+            work.plots = outcome.plots
+            if isinstance(verdict, Failure) or not outcome.ok:
+                done = _Done(work, "failure", verdict or outcome.failure, elapsed)  # type: ignore[arg-type]
+            else:
+                done = _Done(work, "success", None, elapsed)
+        self._queue_done(done)
+
+    def _queue_done(self, done: _Done) -> None:
+        if not self._completions:
+            self._first_done = time.monotonic()
+        self._completions.append(done)
+        with self._lock:
+            self._unrecorded += 1
+
+    def _flush_due(self) -> bool:
+        """Record now: the batch is full or old enough, the works to run are running
+        out (the round trip brings more), or the worker is stopping."""
+        return bool(self._completions) and (
+            len(self._completions) >= BATCH_MAX
+            or time.monotonic() - self._first_done >= FLUSH_S
+            or len(self._pending) < self.concurrency
+            or self._stop.is_set()
+        )
+
+    def _flush(self) -> None:
+        """Record every queued completion and lease the works that fill the free slots
+        (from the first pipeline; the fetch thread serves the others), in one round trip."""
+        done, self._completions = self._completions, []
+        with self._lock:
+            free = 0 if self._stop.is_set() or self._drained else max(0, self._free())
+            self._reserved += free
+        leased: list[Work] = []
+        try:
+            statuses, leased = self._record(done, free)
+        finally:
+            with self._lock:
+                self._reserved -= free
+                self._unrecorded -= len(done)
+                self._add_pending(leased)
+                for d in done:  # recorded (or given up on): no longer ours to renew
+                    self._held.pop(d.work.id, None)  # type: ignore[arg-type]
+                    self._verdicts.pop(d.work.id, None)  # type: ignore[arg-type]
+                self._space.notify()
+        for d, status in zip(done, statuses, strict=True):
+            self._report(d, status)
+
+    def _record(self, done: list[_Done], free: int) -> tuple[list[str], list[Work]]:
+        """`client.complete_many`, re-sent (completions only) while Redis is unreachable,
+        for up to one lease period; then the leases expire and the works run again."""
+        items = [(d.work, d.outcome, d.failure, d.failure is not None and d.failure.kind
+                  in NO_RETRY) for d in done]  # fmt: skip
+        refill = (self.pipelines[0], free, self._filters) if free else None
+        delay = 0.1
+        deadline = time.monotonic() + max(self.client.settings.lease_ms / 1000, 5.0)
+        while True:
+            try:
+                return self.client.complete_many(items, refill=refill)  # type: ignore[arg-type]
+            except ConnectionError as exc:
+                refill = None
+                if time.monotonic() > deadline:
+                    log.error("%d works could not be completed (%s); their leases will expire "
+                              "and they will be retried", len(done), exc)  # fmt: skip
+                    return ["unrecorded"] * len(done), []
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except WorkflowError as exc:
+                log.error("%d works could not be completed: %s", len(done), exc)
+                return ["unrecorded"] * len(done), []
+
+    def _report(self, d: _Done, status: str) -> None:
+        work = d.work
+        if status == "rejected":
+            log.warning("work=%s completion rejected: its lease was lost", work.id)
+            return
+        if d.outcome == "release":
             log.info("work=%s handed back to the queue", work.id)
             return
-        work.results, work.products, work.plots = outcome.results, outcome.products, outcome.plots
-        if isinstance(verdict, Failure) or not outcome.ok:
-            status = self._complete(work, "failure", verdict or outcome.failure)  # type: ignore[arg-type]
+        if status == "unrecorded":
+            return
+        if d.outcome == "failure":
             self.info.failed += 1
         else:
-            status = self._complete(work, "success", None)
             self.info.processed += 1
         why = f": {work.error.message}" if status != "success" and work.error else ""
         said = "failure, retry scheduled" if status == "queued" else status
         if status == "queued":
             with self._lock:
                 self._retrying[work.id] = work.pipeline  # type: ignore[index]
-        log.info("work=%s %s after %.3f s%s", work.id, said, elapsed, why)
-
-    def _complete(self, work: Work, outcome: str, failure: Failure | None) -> str:
-        delay = 0.1
-        deadline = time.monotonic() + max(self.client.settings.lease_ms / 1000, 5.0)
-        while True:
-            try:
-                return self.client.complete(
-                    work, outcome, failure=failure,  # type: ignore[arg-type]
-                    terminal=failure is not None and failure.kind in NO_RETRY,
-                )  # fmt: skip
-            except (LeaseLost, WorkNotFound) as exc:
-                log.warning("work=%s completion rejected: %s", work.id, exc)
-                return "rejected"
-            except ConnectionError as exc:
-                if time.monotonic() > deadline:
-                    log.error("work=%s could not be completed (%s); its lease will expire and "
-                              "it will be retried", work.id, exc)  # fmt: skip
-                    return "unrecorded"
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        log.info("work=%s %s after %.3f s%s", work.id, said, d.elapsed, why)
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
@@ -352,6 +436,8 @@ class Worker:
         """Until the next thing the main loop must do by itself (at most 1 s)."""
         now = time.monotonic()
         moments = [now + 1.0, *self._kill_at.values()]
+        if self._completions:
+            moments.append(self._first_done + FLUSH_S)
         pending = [c for c in self._busy.values() if c and c.work and c.pid not in self._kill_at]
         moments += [c.started + c.work.timeout for c in pending]  # type: ignore[union-attr]
         if pending and self._stop.is_set():
@@ -359,9 +445,9 @@ class Worker:
         return max(0.0, min(moments) - now)
 
     def _release(self, work: Work) -> None:
-        with self._lock:
-            self._held.pop(work.id, None)  # type: ignore[arg-type]
-        self._complete(work, "release", None)
+        """Hand a work that never started back to the queue."""
+        self._queue_done(_Done(work, "release", None, 0.0))
+        self._flush()
 
     def _shutdown(self, threads: list[threading.Thread]) -> None:
         self._stop.set()
@@ -371,7 +457,9 @@ class Worker:
         with self._lock:
             pending, self._pending = list(self._pending), deque()
         for work in pending:
-            self._release(work)
+            self._queue_done(_Done(work, "release", None, 0.0))
+        if self._completions:
+            self._flush()
         self._stop_children(self._idle)
         if self._indexer is not None:  # results of the last works show up at once
             with contextlib.suppress(WorkflowError, redis.RedisError):
@@ -399,18 +487,40 @@ class Worker:
         return -1 if self.lives < 0 else self.lives - self._taken
 
     def _free(self) -> int:
-        free = self.concurrency - len(self._busy) - len(self._pending)
+        """Works to lease now: free slots, plus the prefetch, less what is being leased."""
+        free = (self.concurrency + self._prefetch() - len(self._busy) - len(self._pending)
+                - self._reserved)  # fmt: skip
         return free if self.lives < 0 else min(free, self._lives_left())
+
+    def _prefetch(self) -> int:
+        """Works leased ahead of a free slot: none until the works are known to be short,
+        then about PREFETCH_WINDOW_S of them (at most BATCH_MAX)."""
+        avg = self._runtime
+        if avg is None or avg >= PREFETCH_WINDOW_S:
+            return 0
+        return min(int(PREFETCH_WINDOW_S / max(avg, 1e-6)), BATCH_MAX)
+
+    def _add_pending(self, works: list[Work]) -> None:
+        """(Lock held.) Works just leased: to run, held, counted."""
+        self._pending.extend(works)
+        self._held.update((w.id, w) for w in works)  # type: ignore[misc]
+        self._taken += len(works)
 
     def _fetch_loop(self) -> None:
         delay = 0.1
         while not self._stop.is_set():
             with self._space:
-                while self._free() <= 0 and self._lives_left() != 0 and not self._stop.is_set():
+                # Slots freed by finished works are filled by the main thread when it
+                # records them (same round trip): wait while it has some to record.
+                while (self._free() <= 0 or self._recording()) and self._lives_left() != 0 \
+                        and not self._stop.is_set():  # fmt: skip
                     self._space.wait(1.0)
                 free = self._free()
+                self._reserved += free
                 nothing_held = not self._held
             if self._lives_left() == 0 or self._stop.is_set():
+                with self._lock:
+                    self._reserved -= free
                 self._wake()
                 return
             try:
@@ -420,14 +530,15 @@ class Worker:
                 )  # fmt: skip
                 delay = 0.1
             except ConnectionError as exc:
+                with self._lock:
+                    self._reserved -= free
                 log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             with self._lock:
-                self._pending.extend(works)
-                self._held.update((w.id, w) for w in works)  # type: ignore[misc]
-                self._taken += len(works)
+                self._reserved -= free
+                self._add_pending(works)
             if not works and self.burst and nothing_held and self._nothing_due():
                 self._drained = True
             if works or self._drained:
@@ -436,6 +547,10 @@ class Worker:
                 return
             if not works and self.burst:
                 time.sleep(0.05)
+
+    def _recording(self) -> bool:
+        """(Lock held.) The main thread holds finished works it has yet to record."""
+        return self._unrecorded > 0
 
     def _nothing_due(self) -> bool:
         """Burst mode: none of our own failed works still waits for its retry."""

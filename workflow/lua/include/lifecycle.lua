@@ -113,7 +113,9 @@ end
 -- Store a caller's changes: delete the fields named in `dels` (space-separated), then
 -- HSET the field/value pairs in ARGV from index `first` on.
 local function store_fields(wkey, dels, first)
-  for field in string.gmatch(dels, '%S+') do redis.call('HDEL', wkey, field) end
+  local names = {}
+  for field in string.gmatch(dels, '%S+') do names[#names + 1] = field end
+  if #names > 0 then redis.call('HDEL', wkey, unpack(names)) end
   if #ARGV >= first then redis.call('HSET', wkey, unpack(ARGV, first)) end
 end
 
