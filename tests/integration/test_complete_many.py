@@ -1,0 +1,63 @@
+"""`Client.complete_many`: several completions and a refill withdraw in one round trip,
+each completion fenced as one `complete` is, scripts reloaded after Redis lost them."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflow import Client, Failure, Work
+from workflow.core import Filters
+
+from ..helpers import entries, record, where
+
+P = "many-pipe"
+
+
+def test_completions_and_a_refill_in_one_round_trip(client: Client) -> None:
+    client.deposit([Work(pipeline=P, id=f"w{i}", retries=0) for i in range(6)])
+    a, b, c = client.withdraw(P, count=3)
+    a.results = {"x": 1}
+    statuses, leased = client.complete_many(
+        [(a, "success", None, False), (b, "failure", Failure(message="no"), False),
+         (c, "release", None, False)],
+        refill=(P, 2, Filters()),
+    )  # fmt: skip
+    assert statuses == ["success", "failure", "queued"]
+    assert [w.id for w in leased] == ["w3", "w4"]  # c went back behind them
+    assert all(getattr(w, "_token", "") for w in leased)
+    assert where(client, "w0", P) == {"success"} and where(client, "w1", P) == {"failure"}
+    assert where(client, "w2", P) == {"queued"}
+    assert client.get("w0", pipeline=P).results == {"x": 1}
+    assert client.get("w1", pipeline=P).error.message == "no"  # type: ignore[union-attr]
+    assert [e[b"id"] for e in entries(client, P)] == [b"w0", b"w1"]
+    assert (a.status, b.status, a._token) == ("success", "failure", "")
+
+
+def test_a_stale_or_deleted_completion_is_rejected_alone(client: Client) -> None:
+    client.deposit([Work(pipeline=P, id=f"w{i}", retries=1) for i in range(3)])
+    stale, gone, ok = client.withdraw(P, count=3)
+    client.redis.zadd(f"{client.settings.prefix}:{{{P}}}:running", {"w0": 0})  # expired
+    client.withdraw(P, count=1)  # reclaims w0's lease (a retry: backoff 0) and leases it
+    client.delete("w1", pipeline=P)
+    statuses, leased = client.complete_many(
+        [(stale, "success", None, False), (gone, "success", None, False),
+         (ok, "success", None, False)]
+    )  # fmt: skip
+    assert statuses == ["rejected", "rejected", "success"] and leased == []
+    assert record(client, "w0", P)[b"status"] == b"running"
+
+
+def test_scripts_lost_by_redis_are_loaded_again(client: Client) -> None:
+    client.deposit([Work(pipeline=P, id=f"w{i}") for i in range(3)])
+    [w] = client.withdraw(P)
+    client.redis.script_flush()
+    statuses, leased = client.complete_many([(w, "success", None, False)],
+                                            refill=(P, 5, Filters()))  # fmt: skip
+    assert statuses == ["success"] and [x.id for x in leased] == ["w1", "w2"]
+
+
+def test_a_completion_without_a_lease_is_refused_before_sending(client: Client) -> None:
+    client.deposit([Work(pipeline=P, id="w")])
+    with pytest.raises(Exception, match="not withdrawn"):
+        client.complete_many([(Work(pipeline=P, id="w"), "success", None, False)])
+    assert where(client, "w", P) == {"queued"}
