@@ -261,6 +261,7 @@ class Client:
                 self._fail_corrupt(pipeline, work_id, token, exc)
                 continue
             work._token = token  # type: ignore[attr-defined]
+            work._error_at_start = work.error  # type: ignore[attr-defined]
             works.append(work)
         return works, wait_ms, len(records) - len(works)
 
@@ -301,8 +302,9 @@ class Client:
     ) -> str:  # fmt: skip
         """Finish a withdrawn work's attempt: success, failure (retried while attempts
         remain) or release (handed back). Returns the new status and sets it on `work`."""
-        call = self._completion(work, outcome, failure, terminal, data_only=False)
-        status = core.decode_status(self._run(call), work.id, "complete")  # type: ignore[arg-type]
+        item = self._finishing(work, outcome, failure, terminal, data_only=False)
+        [reply] = self._run(core.complete_batch_call(self.settings, work.pipeline, [item]))
+        status = core.decode_status(reply, work.id, "complete")  # type: ignore[arg-type]
         self._completed(work, outcome, status)
         return status
 
@@ -310,13 +312,18 @@ class Client:
         self, items: list[Completion], *, refill: tuple[str, int, core.Filters] | None = None
     ) -> tuple[list[str], list[Work]]:
         """Finish several attempts (as a worker does: only `results`, `products`, `plots`
-        and the error are stored) and, with `refill=(pipeline, count, filters)`, lease up
-        to `count` more works of `pipeline` without waiting: all in one round trip.
-        Returns each item's new status ("rejected" when its lease was lost or the work
-        is gone) and the works leased. On a connection error only the completions are
-        re-sent (they are idempotent); works the lost refill may have leased come back
-        when their lease expires."""
-        calls = [self._completion(w, o, f, t, data_only=True) for w, o, f, t in items]
+        and the error are stored; one script call per pipeline) and, with
+        `refill=(pipeline, count, filters)`, lease up to `count` more works of `pipeline`
+        without waiting: all in one round trip. Returns each item's new status
+        ("rejected" when its lease was lost or the work is gone) and the works leased. On a
+        connection error only the completions are re-sent (they are idempotent); works the
+        lost refill may have leased come back when their lease expires."""
+        by_pipeline: dict[str, list[int]] = {}
+        for i, (work, _, _, _) in enumerate(items):
+            by_pipeline.setdefault(work.pipeline, []).append(i)
+        finishing = [self._finishing(w, o, f, t, data_only=True) for w, o, f, t in items]
+        calls = [core.complete_batch_call(self.settings, name, [finishing[i] for i in group])
+                 for name, group in by_pipeline.items()]  # fmt: skip
         refill_call = None
         if refill is not None and refill[1] > 0:
             pipeline, count, f = refill
@@ -330,16 +337,17 @@ class Client:
             if refill_call is None:
                 raise
             replies, refill_call = self._run_many(calls), None
-        statuses = []
-        for (work, outcome, _, _), reply in zip(items, replies, strict=False):
-            try:
-                if isinstance(reply, Exception):
-                    raise ScriptError(f"Redis refused the operation: {reply}") from reply
-                status = core.decode_status(reply, work.id, "complete")  # type: ignore[arg-type]
-            except (LeaseLost, WorkNotFound):
-                status = "rejected"
-            self._completed(work, outcome, status)
-            statuses.append(status)
+        statuses = [""] * len(items)
+        for group, reply in zip(by_pipeline.values(), replies, strict=False):
+            if isinstance(reply, Exception):
+                raise ScriptError(f"Redis refused the operation: {reply}") from reply
+            for i, code in zip(group, reply, strict=True):
+                work, outcome = items[i][0], items[i][1]
+                try:
+                    statuses[i] = core.decode_status(code, work.id, "complete")  # type: ignore[arg-type]
+                except (LeaseLost, WorkNotFound):
+                    statuses[i] = "rejected"
+                self._completed(work, outcome, statuses[i])
         leased: list[Work] = []
         if refill_call is not None:
             reply = replies[-1]
@@ -348,23 +356,23 @@ class Client:
             leased, _, _ = self._leased(refill[0], reply)  # type: ignore[index]
         return statuses, leased
 
-    def _completion(
+    def _finishing(
         self, work: Work, outcome: core.Outcome, failure: Failure | None, terminal: bool,
         data_only: bool,
-    ) -> core.Call:  # fmt: skip
+    ) -> core.Finishing:  # fmt: skip
         if not data_only:  # (a worker's outputs were checked when its function returned)
             work.validate()
         if outcome not in ("success", "failure", "release"):
             raise ValidationError("outcome", "must be 'success', 'failure' or 'release'", outcome)
         if outcome == "failure" and failure is None:
-            # The work's own error if it belongs to this attempt (an older attempt's
-            # error may still be on the record), else a plain record of the failure.
+            # The work's own error if it was set during this attempt (the record may
+            # still hold an older attempt's or run's error), else a plain record.
             e = work.error
             failure = (
                 e
                 if e is not None
+                and e != getattr(work, "_error_at_start", None)
                 and e.attempt in (0, work.attempt)
-                and (e.time is None or work.start is None or e.time >= work.start)
                 else Failure(message="marked failure without an error record")
             )
         if failure is not None:
@@ -372,11 +380,8 @@ class Client:
             failure.time = failure.time or time.time()
         if outcome == "failure":
             work.error = failure
-        return core.complete_call(
-            self.settings, work.pipeline, work.id, _token(work), outcome,  # type: ignore[arg-type]
-            random.random(), terminal=terminal,
-            changes=core.completion_fields(work, outcome, failure, data_only=data_only),
-        )  # fmt: skip
+        changes = core.completion_fields(work, outcome, failure, data_only=data_only)
+        return (work.id, _token(work), outcome, terminal, random.random(), changes)  # type: ignore[return-value]
 
     @staticmethod
     def _completed(work: Work, outcome: str, status: str) -> None:

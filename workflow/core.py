@@ -24,6 +24,7 @@ __all__ = [
     "RenewResult",
     "cancel_call",
     "check_pipeline",
+    "complete_batch_call",
     "complete_call",
     "decode_renew",
     "decode_status",
@@ -206,15 +207,25 @@ def complete_call(
     changes: tuple[str, list[Any]] = ("", []),
 ) -> Call:
     """Finish the attempt of work `work_id` held with `token`, storing `changes` (fields
-    to delete, field/value pairs) first."""
+    to delete, field/value pairs) first. Its reply is a list of one status."""
+    return complete_batch_call(s, pipeline, [(work_id, token, outcome, terminal, jitter, changes)])
+
+
+Finishing = tuple[str, str, Outcome, bool, float, tuple[str, list[Any]]]
+"""One attempt to finish: id, token, outcome, terminal, jitter, (fields to delete, pairs)."""
+
+
+def complete_batch_call(s: Settings, pipeline: str, items: list[Finishing]) -> Call:
+    """Finish several attempts of one pipeline in one script call (each fenced by its own
+    token); the reply lists each one's new status or error code, in order."""
     k = _keys(s, pipeline)
-    dels, pairs = changes
-    args = [
-        work_id, token, outcome, "1" if terminal else "0", s.backoff_base_ms,
-        s.backoff_max_ms, jitter, s.stream_maxlen, s.wake_cap, dels, k.tp, *pairs,
+    args: list[Any] = [
+        k.work, s.backoff_base_ms, s.backoff_max_ms, s.stream_maxlen, s.wake_cap, k.tp,
     ]  # fmt: skip
+    for work_id, token, outcome, terminal, jitter, (dels, pairs) in items:
+        args += [work_id, token, outcome, "1" if terminal else "0", jitter, dels,
+                 len(pairs) // 2, *pairs]  # fmt: skip
     keys = [
-        work_key(s.prefix, pipeline, work_id),
         k.queued, k.running, k.delayed, k.success, k.failure, k.seq, k.stats, k.done, k.wake,
     ]  # fmt: skip
     return Call("complete", keys, args, retry_safe=True)

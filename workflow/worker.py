@@ -242,6 +242,7 @@ class Worker:
                 outcome = execution.execute(work, self.function)
                 with self._lock:
                     del self._busy[work.id]  # type: ignore[arg-type]
+                    self._unrecorded += 1  # before the slot shows free: the flush refills it
                 self._finish(work, outcome, time.monotonic() - t0)
                 if self._flush_due():
                     return
@@ -267,7 +268,7 @@ class Worker:
         elapsed = time.monotonic() - child.started
         with self._lock:
             del self._busy[work.id]  # type: ignore[arg-type]
-            self._space.notify()
+            self._unrecorded += 1  # before the slot shows free: the flush refills it
         healthy = child.alive() and child.pid not in self._kill_at
         if healthy:
             self._idle.append(child)
@@ -296,7 +297,8 @@ class Worker:
 
     def _finish(self, work: Work, outcome: Outcome, elapsed: float) -> None:
         """Queue the completion of a finished attempt; `_flush` records it. The work stays
-        held until then: a burst worker must not exit before it is recorded."""
+        held until then: a burst worker must not exit before it is recorded. (The caller
+        counted it in `_unrecorded` when it freed its slot.)"""
         with self._lock:
             verdict = self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
         if verdict != "release":
@@ -306,6 +308,7 @@ class Worker:
             log.warning("work=%s not completed: its lease was lost or it was cancelled", work.id)
             with self._lock:
                 self._held.pop(work.id, None)  # type: ignore[arg-type]
+                self._unrecorded -= 1
                 self._space.notify()
             return
         if verdict == "release":
@@ -317,14 +320,15 @@ class Worker:
                 done = _Done(work, "failure", verdict or outcome.failure, elapsed)  # type: ignore[arg-type]
             else:
                 done = _Done(work, "success", None, elapsed)
-        self._queue_done(done)
+        self._queue_done(done, counted=True)
 
-    def _queue_done(self, done: _Done) -> None:
+    def _queue_done(self, done: _Done, counted: bool = False) -> None:
         if not self._completions:
             self._first_done = time.monotonic()
         self._completions.append(done)
-        with self._lock:
-            self._unrecorded += 1
+        if not counted:
+            with self._lock:
+                self._unrecorded += 1
 
     def _flush_due(self) -> bool:
         """Record now: the batch is full or old enough, the works to run are running

@@ -117,7 +117,7 @@ def test_backoff_jitter_bounds_are_exact(
     worker = make_client(backoff_base_ms=200, backoff_max_ms=10_000)
     client.deposit([Work(pipeline=P, id="w", retries=1)])
     [w] = worker.withdraw(P)
-    assert raw_fail(worker, w, jitter) == b"queued"
+    assert raw_fail(worker, w, jitter) == [b"queued"]
     stop = int(record(client, "w", P)[b"stop"])
     assert client.redis.zscore(keys(client, P).delayed, "w") == stop + wait
 

@@ -66,11 +66,20 @@ def test_ids_carry_their_creation_time() -> None:
 @given(st.lists(st.integers(0, 2**48 - 1), min_size=2, max_size=20, unique=True))
 def test_ids_sort_by_creation_time(times_ms: list[int]) -> None:
     made = []
-    for ms in times_ms:
-        with mock.patch.object(ids.time, "time_ns", return_value=ms * 1_000_000 + 999_999):
+    for ms in times_ms:  # each as if made by a fresh process (no earlier id to follow)
+        with mock.patch.object(ids.time, "time_ns", return_value=ms * 1_000_000 + 999_999), \
+                mock.patch.object(ids, "_last", 0):  # fmt: skip
             made.append((ms, ids.new_id()))
     assert [ms for ms, _ in sorted(made, key=lambda p: p[1])] == sorted(times_ms)
     assert all(id_ms(i) == ms for ms, i in made)
+
+
+def test_ids_of_one_millisecond_sort_in_the_order_made() -> None:
+    with mock.patch.object(ids.time, "time_ns", return_value=1_700_000_000_000_000_000), \
+            mock.patch.object(ids, "_last", 0):  # fmt: skip
+        made = [ids.new_id() for _ in range(1000)]
+    assert made == sorted(made) and len(set(made)) == 1000
+    assert {id_ms(i) for i in made} == {1_700_000_000_000}
 
 
 def test_ids_made_later_sort_later() -> None:

@@ -28,15 +28,21 @@ local function count_minute(tp, now, field, n)
 end
 
 -- Terminal transition: status, stop time, terminal set, stream entry, counters.
--- `b` holds stats, done, maxlen, tp (the throughput key prefix).
-local function finish(wkey, id, status, now, terminal, b)
+-- `b` holds stats, done, maxlen, tp (the throughput key prefix), and optionally `tally`
+-- (a table: counts are added there, for the caller to write once per batch).
+-- `attempt` may be given when the caller has read it already.
+local function finish(wkey, id, status, now, terminal, b, attempt)
   redis.call('HSET', wkey, 'status', status, 'stop', now)
   redis.call('ZADD', terminal, now, id)
-  local attempt = redis.call('HGET', wkey, 'attempt') or '0'
+  attempt = attempt or redis.call('HGET', wkey, 'attempt') or '0'
   redis.call('XADD', b.done, 'MAXLEN', '~', b.maxlen, '*',
     'id', id, 'status', status, 'attempt', attempt)
-  redis.pcall('HINCRBY', b.stats, status, 1)
-  count_minute(b.tp, now, status, 1)
+  if b.tally then
+    b.tally[status] = (b.tally[status] or 0) + 1
+  else
+    redis.pcall('HINCRBY', b.stats, status, 1)
+    count_minute(b.tp, now, status, 1)
+  end
 end
 
 -- One wake-up token for a blocked withdrawer (the list is capped at b.wake_cap).
