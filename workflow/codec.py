@@ -188,7 +188,8 @@ def _encode(field: str, value: Any) -> bytes:
     Non-finite floats are refused: JSON has no NaN, and msgspec would store null."""
     if isinstance(value, dict) and field in ("body", "payload"):
         for name, inner in value.items():
-            check_json(name, inner)
+            if isinstance(inner, dict | list | tuple | float):  # (str, int, bool: fine)
+                check_json(name, inner)
     else:
         check_json(field, value)
     return _encoder.encode(value)

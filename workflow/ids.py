@@ -5,6 +5,7 @@ made one after another sort in that order (ties in stop times then list newest f
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -12,6 +13,7 @@ import time
 __all__ = ["new_id"]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 _RANDOM_BITS = 80
 _lock = threading.Lock()
 _last = 0
@@ -27,8 +29,7 @@ def new_id() -> str:
         if value <= _last:  # same ms (or the clock stepped back): keep increasing
             value = _last + 1
         _last = value
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    # 26 base-32 digits are 130 bits: shifted left by 6, the 128-bit value fills 17 bytes,
+    # whose RFC 4648 base 32 starts with exactly those 26 digits (done in C, ~1 us).
+    digits = base64.b32encode((value << 6).to_bytes(17, "big"))[:26]
+    return digits.translate(_TO_CROCKFORD).decode()

@@ -96,7 +96,7 @@ if want_priority > 0 then
   hi = '(' .. queue_score(want_priority - 1, 0)
 end
 
-local picked = {}
+local picked, info = {}, {}
 local offset = 0
 local examined = 0
 while #picked < count and examined < scan_limit do
@@ -107,11 +107,13 @@ while #picked < count and examined < scan_limit do
   for _, id in ipairs(ids) do
     local wkey = prefix .. id
     examined = examined + 1
-    if redis.call('EXISTS', wkey) == 0 then
+    local rec = redis.call('HMGET', wkey, 'status', 'timeout', 'attempt')
+    if not rec[1] and redis.call('EXISTS', wkey) == 0 then
       redis.call('ZREM', queued, id)  -- a record deleted behind the scripts' back
       offset = offset - 1
     elseif (not filtered) or matches(wkey) then
       picked[#picked + 1] = id
+      info[#picked] = rec
     end
     if #picked >= count or examined >= scan_limit then break end
   end
@@ -129,23 +131,24 @@ if #picked == 0 then
   return {wait}
 end
 
-local out = {0}
+redis.call('ZREM', queued, unpack(picked))
+local out, leases = {0}, {}
 for i, id in ipairs(picked) do
   local wkey = prefix .. id
-  redis.call('ZREM', queued, id)
-  local timeout_s = tonumber(redis.call('HGET', wkey, 'timeout'))
+  local timeout_s = tonumber(info[i][2])
   if not timeout_s or timeout_s ~= timeout_s or timeout_s < 1 or timeout_s > 259200 then
     timeout_s = 3600  -- a damaged copy must not switch the timeout backstop off
   end
   local deadline = now + timeout_s * 1000
-  local token = token_base .. ':' .. i
-  local attempt = (tonumber(redis.call('HGET', wkey, 'attempt')) or 0) + 1
+  local attempt = (tonumber(info[i][3]) or 0) + 1
   redis.call('HSET', wkey, 'status', 'running', 'attempt', attempt, 'start', now,
-    'token', token, 'deadline', deadline)
+    'token', token_base .. ':' .. i, 'deadline', deadline)
   redis.call('HDEL', wkey, 'stop')
-  redis.call('ZADD', running, math.min(now + lease_ms, deadline + grace_ms), id)
+  leases[#leases + 1] = math.min(now + lease_ms, deadline + grace_ms)
+  leases[#leases + 1] = id
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGETALL', wkey)
 end
+redis.call('ZADD', running, unpack(leases))
 redis.pcall('HINCRBY', stats, 'withdrawn', #picked)
 return out
