@@ -43,6 +43,7 @@ class Outcome(msgspec.Struct, kw_only=True, omit_defaults=True):
     products: list[str] | None = None
     plots: list[str] | None = None
     failure: Failure | None = None
+    skipped: bool = False  # (pool) the work was taken back before it started: not run
 
 
 _cache: dict[str, Callable[..., Any]] = {}

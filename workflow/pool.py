@@ -1,4 +1,5 @@
-"""Warm child processes that run works for the worker, one at a time each.
+"""Warm child processes that run works for the worker, one at a time each (a second may
+wait in the pipe, so a child never idles between short works).
 
 A child is started once (forkserver: cheap, and safe next to the supervisor's threads),
 imports the function once, then loops: receive a work over its pipe, run it, send back
@@ -15,6 +16,7 @@ import os
 import signal
 import sys
 import time
+from collections import deque
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -42,6 +44,12 @@ class _Request(msgspec.Struct, kw_only=True):
     work: msgspec.Raw
     function: str | None = None
     token: str = ""  # the lease token: whole-Work functions may save progress
+    seq: int = 0  # numbers the requests to one child, for taking one back
+
+
+STARTED, TAKEN_BACK = 0, 1
+"""Slots of the array a child shares with the supervisor: the number of the request it
+started last, and of the request the supervisor took back (never to be started)."""
 
 
 _request = msgspec.json.Encoder()
@@ -78,7 +86,9 @@ def _leave_forkserver() -> None:
         server._forkserver_alive_fd = None  # type: ignore[union-attr]
 
 
-def child_main(conn: Connection, function: str | None, env: dict[str, str]) -> None:
+def child_main(
+    conn: Connection, function: str | None, env: dict[str, str], shared: Any
+) -> None:
     """The loop of one child process. `env`: variables for user code (the deployment's
     URL and prefix, so `Work` methods in user code reach the worker's deployment)."""
     os.environ.update(env)
@@ -103,6 +113,17 @@ def child_main(conn: Connection, function: str | None, env: dict[str, str]) -> N
         except (EOFError, OSError):
             return  # the supervisor is gone
         request = _decode_request.decode(raw)
+        with shared.get_lock():  # start it, unless the supervisor took it back
+            taken_back = shared[TAKEN_BACK] == request.seq
+            if not taken_back:
+                shared[STARTED] = request.seq
+        if taken_back:
+            outcome = Outcome(ok=False, skipped=True)
+            try:
+                conn.send_bytes(_request.encode(outcome))
+            except OSError:
+                return
+            continue
         try:
             work = codec.decode_json(bytes(request.work))
             work._token = request.token  # type: ignore[attr-defined]
@@ -123,17 +144,35 @@ class Child:
     ) -> None:
         ctx = ctx or context()
         self.conn, theirs = ctx.Pipe()
+        self.shared = ctx.Array("q", 2)  # STARTED, TAKEN_BACK
         self.process = ctx.Process(
-            target=child_main, args=(theirs, function, env or {}), name="workflow-child"
-        )
+            target=child_main, args=(theirs, function, env or {}, self.shared),
+            name="workflow-child",
+        )  # fmt: skip
         self.process.start()
         theirs.close()
-        self.work: Work | None = None
-        self.started = 0.0
+        self._queue: deque[list[Any]] = deque()  # [request number, Work | None (taken back)]
+        self._sent = 0
+        self.started = 0.0  # when the first one started (about: when the one before ended)
 
     @property
     def pid(self) -> int:
         return self.process.pid  # type: ignore[no-any-return]
+
+    @property
+    def awaiting(self) -> int:
+        """Requests sent and not yet answered (taken-back ones included)."""
+        return len(self._queue)
+
+    @property
+    def inflight(self) -> list[Work]:
+        """The works sent and not yet answered, in order: the first one is running."""
+        return [w for _, w in self._queue if w is not None]
+
+    @property
+    def work(self) -> Work | None:
+        """The work running now (the first sent and not yet answered)."""
+        return self._queue[0][1] if self._queue else None
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> str | None:
         """None once the child is ready, else why it is not (it then exits)."""
@@ -146,22 +185,53 @@ class Child:
             return self.exit_failure().message
 
     def send(self, work: Work, function: str | None) -> None:
-        """Start running `work` in the child."""
-        self.work, self.started = work, time.monotonic()
+        """Send `work` to the child: it runs it after those sent before (the pipe holds
+        it meanwhile, so a child with a work queued never waits for the supervisor)."""
         token = getattr(work, "_token", "")
         payload = codec.trusted_json(work)  # decoded from its record: valid already
-        request = _Request(work=msgspec.Raw(payload), function=function, token=token)
+        self._sent += 1
+        request = _Request(work=msgspec.Raw(payload), function=function, token=token,
+                           seq=self._sent)  # fmt: skip
         self.conn.send_bytes(_request.encode(request))
+        self._queue.append([self._sent, work])
+        if len(self._queue) == 1:
+            self.started = time.monotonic()
 
-    def receive(self) -> Outcome:
-        """The outcome of the current work; a crash is an outcome too."""
+    def take_back(self) -> Work | None:
+        """Take back the work waiting in the pipe behind the running one, unless the child
+        started it meanwhile (it then answers `skipped` for it, at once, after the running
+        one). None if there is none to take back."""
+        if len(self._queue) < 2 or self._queue[1][1] is None:
+            return None
+        entry = self._queue[1]
+        with self.shared.get_lock():
+            if self.shared[STARTED] >= entry[0]:
+                return None
+            self.shared[TAKEN_BACK] = entry[0]
+        work, entry[1] = entry[1], None
+        return work  # type: ignore[no-any-return]
+
+    def receive(self) -> tuple[Work | None, Outcome, bool]:
+        """The answer to the oldest request: its work (None if it was taken back), its
+        outcome (a crash is an outcome too), and whether the child died. The next work
+        sent, if any, starts running."""
+        died = False
         try:
             outcome = _decode_outcome.decode(self.conn.recv_bytes())
         except (EOFError, OSError):
             self.process.join(1.0)
-            outcome = Outcome(ok=False, failure=self.exit_failure())
-        self.work = None
-        return outcome
+            outcome, died = Outcome(ok=False, failure=self.exit_failure()), True
+        _, work = self._queue.popleft()
+        if self._queue:
+            self.started = time.monotonic()
+        return work, outcome, died
+
+    def forget(self) -> list[Work]:
+        """The works sent that will never be answered (the child died): they never
+        started. Clears the queue."""
+        works = self.inflight
+        self._queue.clear()
+        return works
 
     def alive(self) -> bool:
         return bool(self.process.is_alive())

@@ -65,6 +65,12 @@ FLUSH_S = 0.005
 """Longest a finished work's completion waits to share a round trip with others."""
 BATCH_MAX = 100
 """Most completions sent in one round trip."""
+PIPE_AHEAD_S = 0.01
+"""A child gets its next work before it finishes the current one while works take less
+than this on average (no idle gap between short works; a long one never waits behind)."""
+TAKE_BACK_S = 0.1
+"""A work queued in a child's pipe behind one running this long is taken back for
+another child (or later): a long work never holds a short one hostage."""
 PREFETCH_WINDOW_S = 0.05
 """Works are leased ahead of a free slot only while the works run this fast on average,
 and at most this long of them: short works then never wait on a round trip, long works
@@ -122,7 +128,7 @@ class Worker:
         self._held: dict[str, Work] = {}  # every work whose lease we hold, by id
         self._pending: deque[Work] = deque()  # withdrawn, not started
         self._busy: dict[str, Child | None] = {}  # work id -> its child (None: in-process)
-        self._idle: list[Child] = []
+        self._children: list[Child] = []
         self._verdicts: dict[str, Verdict] = {}  # work id -> outcome decided from outside
         self._kill_at: dict[int, float] = {}  # child pid -> when to SIGKILL
         self._taken = 0
@@ -140,6 +146,7 @@ class Worker:
         self._unrecorded = 0  # len(self._completions), readable by the fetch thread
         self._reserved = 0  # works being withdrawn right now (either thread)
         self._runtime: float | None = None  # moving average of a work's run time, s
+        self._running_since: float | None = None  # in-process: when the current work began
 
     # -- public -------------------------------------------------------------------------
 
@@ -160,14 +167,14 @@ class Worker:
                 error = child.wait_ready()
                 if error:
                     log.error("cannot start: %s", error)
-                    self._stop_children([child, *self._idle])
+                    self._stop_children([child, *self._children])
                     return 1
-                self._idle.append(child)
+                self._children.append(child)
         try:
             self.client.redis.ping()
         except Exception as exc:
             log.error("cannot reach Redis at %s: %s", self.client.settings.url, exc)
-            self._stop_children(self._idle)
+            self._stop_children(self._children)
             return 1
         log.info("worker %s: pipelines %s, function %s, concurrency %d%s", self.info.name,
                  ", ".join(self.pipelines), self.function or "(each work's own)",
@@ -213,25 +220,25 @@ class Worker:
                 idle_now = not self._busy and not self._pending
                 if idle_now and (self._stop.is_set() or self._lives_left() == 0 or self._drained):
                     return
-                conns = [c.conn for c in self._busy.values()]
+                running = {c.conn: c for c in self._children if c.awaiting}
             if self._stop.is_set() and time.monotonic() >= self._grace_end:
                 self._hand_back_running()
-            for conn in wait([*conns, self._wake_r], timeout=self._next_timeout()):
+            for conn in wait([*running, self._wake_r], timeout=self._next_timeout()):
                 if conn == self._wake_r:
                     os.read(self._wake_r, 4096)
                 else:
-                    self._collect(next(c for c in list(self._busy.values()) if c.conn is conn))
+                    self._collect(running[conn])
             self._enforce_timeouts()
 
     def _dispatch(self) -> None:
         while True:
+            child = None if self.in_process else self._least_loaded()
             with self._lock:
-                if not self._pending or (not self.in_process and not self._idle):
+                if not self._pending or (not self.in_process and child is None):
                     return
                 work = self._pending.popleft()
                 stopping = self._stop.is_set()
                 if not stopping:
-                    child = None if self.in_process else self._idle.pop()
                     self._busy[work.id] = child  # type: ignore[index]
             if stopping:  # (released outside the lock: _release takes it)
                 self._release(work)
@@ -239,7 +246,9 @@ class Worker:
             if child is None:
                 self._log_start(work)
                 t0 = time.monotonic()
+                self._running_since = t0
                 outcome = execution.execute(work, self.function)
+                self._running_since = None
                 with self._lock:
                     del self._busy[work.id]  # type: ignore[arg-type]
                     self._unrecorded += 1  # before the slot shows free: the flush refills it
@@ -249,32 +258,52 @@ class Worker:
             else:
                 try:
                     child.send(work, self.function)
-                    self._log_start(work)  # after the send: not on the latency path
-                except OSError:  # the child died while idle: the work never started
+                    if child.awaiting == 1:  # (one queued behind is logged when it starts)
+                        self._log_start(work)  # after the send: not on the latency path
+                except OSError:  # the child died: this work never started
                     with self._lock:
                         del self._busy[work.id]  # type: ignore[arg-type]
                         self._pending.appendleft(work)
+                    if child.awaiting:
+                        return  # its pipe reports the death: _collect replaces it
+                    self._children.remove(child)
                     child.stop(0)
                     self._replace_child()
+
+    def _least_loaded(self) -> Child | None:
+        """The child with the fewest works sent, if it can take one more: one each, or
+        two while works are short (the second waits in its pipe)."""
+        depth = 2 if self._runtime is not None and self._runtime < PIPE_AHEAD_S else 1
+        ready = [c for c in self._children if c.awaiting < depth
+                 and c.pid not in self._kill_at]  # fmt: skip
+        return min(ready, key=lambda c: c.awaiting) if ready else None
 
     @staticmethod
     def _log_start(work: Work) -> None:
         log.info("work=%s start: pipeline %s, attempt %d", work.id, work.pipeline, work.attempt)
 
     def _collect(self, child: Child) -> None:
-        work = child.work
-        assert work is not None
-        outcome = child.receive()
-        elapsed = time.monotonic() - child.started
-        with self._lock:
-            del self._busy[work.id]  # type: ignore[arg-type]
-            self._unrecorded += 1  # before the slot shows free: the flush refills it
-        healthy = child.alive() and child.pid not in self._kill_at
-        if healthy:
-            self._idle.append(child)
-        self._finish(work, outcome, elapsed)
-        if not healthy:
+        started = child.started
+        work, outcome, died = child.receive()
+        if not died and child.work is not None:  # the one queued behind starts now
+            self._log_start(child.work)
+        if work is not None:  # (None: a work taken back, answered `skipped`)
+            with self._lock:
+                del self._busy[work.id]  # type: ignore[arg-type]
+                self._unrecorded += 1  # before the slot shows free: the flush refills it
+            self._finish(work, outcome, time.monotonic() - started)
+        if died:  # works sent after the one it died running never started: hand back
+            for queued in child.forget():
+                self._decide(queued.id, "release")  # type: ignore[arg-type]
+                with self._lock:
+                    del self._busy[queued.id]  # type: ignore[arg-type]
+                    self._unrecorded += 1
+                self._finish(queued, Outcome(ok=False), 0.0)
+        # A child that died after answering, or is being stopped, still owes an answer
+        # for each work sent after: its pipe reports that, then it is replaced.
+        if died or (not child.awaiting and (not child.alive() or child.pid in self._kill_at)):
             self._flush()  # record first: replacing a child takes time
+            self._children.remove(child)
             self._kill_at.pop(child.pid, None)
             child.stop(0)
             if not self._stop.is_set():
@@ -293,7 +322,7 @@ class Worker:
             log.error("cannot restart a child: %s; stopping", error)
             self.stop(now=True)
         else:
-            self._idle.append(child)
+            self._children.append(child)
 
     def _finish(self, work: Work, outcome: Outcome, elapsed: float) -> None:
         """Queue the completion of a finished attempt; `_flush` records it. The work stays
@@ -323,11 +352,11 @@ class Worker:
         self._queue_done(done, counted=True)
 
     def _queue_done(self, done: _Done, counted: bool = False) -> None:
-        if not self._completions:
-            self._first_done = time.monotonic()
-        self._completions.append(done)
-        if not counted:
-            with self._lock:
+        with self._lock:  # (the fetch thread may flush them while a work runs in-process)
+            if not self._completions:
+                self._first_done = time.monotonic()
+            self._completions.append(done)
+            if not counted:
                 self._unrecorded += 1
 
     def _flush_due(self) -> bool:
@@ -343,8 +372,8 @@ class Worker:
     def _flush(self) -> None:
         """Record every queued completion and lease the works that fill the free slots
         (from the first pipeline; the fetch thread serves the others), in one round trip."""
-        done, self._completions = self._completions, []
         with self._lock:
+            done, self._completions = self._completions, []
             free = 0 if self._stop.is_set() or self._drained else max(0, self._free())
             self._reserved += free
         leased: list[Work] = []
@@ -408,8 +437,13 @@ class Worker:
 
     def _enforce_timeouts(self) -> None:
         now = time.monotonic()
-        for child in list(self._busy.values()):
-            if child is None or child.work is None or child.pid in self._kill_at:
+        for child in list(self._children):
+            if now - child.started >= TAKE_BACK_S and (taken := child.take_back()):
+                with self._lock:  # a long work: the one queued behind it goes elsewhere
+                    del self._busy[taken.id]  # type: ignore[arg-type]
+                    self._pending.appendleft(taken)
+        for child in list(self._children):
+            if child.work is None or child.pid in self._kill_at:
                 continue
             if now - child.started >= child.work.timeout:
                 self._decide(child.work.id, Failure(  # type: ignore[arg-type]
@@ -417,18 +451,22 @@ class Worker:
                     message=f"exceeded its timeout of {child.work.timeout} s; stopped",
                 ))  # fmt: skip
                 self._terminate(child)
-        for child in list(self._busy.values()):
-            if child is not None and self._kill_at.get(child.pid, float("inf")) <= now:
+        for child in list(self._children):
+            if self._kill_at.get(child.pid, float("inf")) <= now:
                 child._signal(signal.SIGKILL)
                 self._kill_at[child.pid] = float("inf")  # sent; its pipe closes when it dies
 
     def _hand_back_running(self) -> None:
-        for work_id, child in list(self._busy.items()):
-            if child is not None and child.pid not in self._kill_at:
-                self._decide(work_id, "release")
+        for child in list(self._children):
+            if child.work is not None and child.pid not in self._kill_at:
+                self._decide(child.work.id, "release")  # type: ignore[arg-type]
                 self._terminate(child)
 
     def _terminate(self, child: Child) -> None:
+        """SIGTERM the child (SIGKILL after `kill_after_s`); works waiting in its pipe
+        never start: they are handed back."""
+        for queued in child.inflight[1:]:
+            self._decide(queued.id, "release")  # type: ignore[arg-type]
         child._signal(signal.SIGTERM)
         self._kill_at[child.pid] = time.monotonic() + self.kill_after_s
 
@@ -442,8 +480,9 @@ class Worker:
         moments = [now + 1.0, *self._kill_at.values()]
         if self._completions:
             moments.append(self._first_done + FLUSH_S)
-        pending = [c for c in self._busy.values() if c and c.work and c.pid not in self._kill_at]
+        pending = [c for c in self._children if c.work and c.pid not in self._kill_at]
         moments += [c.started + c.work.timeout for c in pending]  # type: ignore[union-attr]
+        moments += [c.started + TAKE_BACK_S for c in self._children if len(c.inflight) > 1]
         if pending and self._stop.is_set():
             moments.append(self._grace_end)
         return max(0.0, min(moments) - now)
@@ -464,7 +503,7 @@ class Worker:
             self._queue_done(_Done(work, "release", None, 0.0))
         if self._completions:
             self._flush()
-        self._stop_children(self._idle)
+        self._stop_children(self._children)
         if self._indexer is not None:  # results of the last works show up at once
             with contextlib.suppress(WorkflowError, redis.RedisError):
                 self._indexer.run_once()
@@ -500,9 +539,32 @@ class Worker:
         """Works leased ahead of a free slot: none until the works are known to be short,
         then about PREFETCH_WINDOW_S of them (at most BATCH_MAX)."""
         avg = self._runtime
-        if avg is None or avg >= PREFETCH_WINDOW_S:
-            return 0
+        if avg is None or avg >= PREFETCH_WINDOW_S or self._longest_run() >= PREFETCH_WINDOW_S:
+            return 0  # unknown or long works, or a long one running now (a surprise)
         return min(int(PREFETCH_WINDOW_S / max(avg, 1e-6)), BATCH_MAX)
+
+    def _longest_run(self) -> float:
+        """How long the longest-running work has run so far (0 if none runs)."""
+        starts = [c.started for c in list(self._children) if c.work is not None]
+        if self._running_since is not None:
+            starts.append(self._running_since)
+        return time.monotonic() - min(starts) if starts else 0.0
+
+    def _give_back(self) -> None:
+        """(Fetch thread.) Works leased ahead of a slot, stuck behind works that turned
+        out long: hand them back to the queue for other workers."""
+        with self._lock:
+            if self._prefetch() or self._longest_run() < TAKE_BACK_S:
+                return
+            running = len(self._busy)
+            excess = len(self._pending) - max(0, self.concurrency - running)
+            back = [self._pending.pop() for _ in range(max(0, excess))]
+            for work in back:
+                self._held.pop(work.id, None)  # type: ignore[arg-type]
+        if back:
+            log.info("handing back %d works leased ahead: the running ones are long", len(back))
+            with contextlib.suppress(WorkflowError):
+                self.client.complete_many([(w, "release", None, False) for w in back])
 
     def _add_pending(self, works: list[Work]) -> None:
         """(Lock held.) Works just leased: to run, held, counted."""
@@ -518,7 +580,22 @@ class Worker:
                 # records them (same round trip): wait while it has some to record.
                 while (self._free() <= 0 or self._recording()) and self._lives_left() != 0 \
                         and not self._stop.is_set():  # fmt: skip
-                    self._space.wait(1.0)
+                    # In-process, the main thread may be inside a long work: record the
+                    # works it finished before it, once they are FLUSH_S old.
+                    late = self.in_process and self._running_since is not None \
+                        and bool(self._completions)  # fmt: skip
+                    wait_s = max(0.0, self._first_done + FLUSH_S - time.monotonic()) \
+                        if late else 1.0  # fmt: skip
+                    if self._space.wait(wait_s):
+                        continue
+                    self._space.release()  # (the lock is not held while Redis answers)
+                    try:
+                        if late and self._running_since is not None:
+                            self._flush()
+                        elif self._pending:
+                            self._give_back()
+                    finally:
+                        self._space.acquire()
                 free = self._free()
                 self._reserved += free
                 nothing_held = not self._held
@@ -603,8 +680,8 @@ class Worker:
                         self._held.pop(work.id, None)  # type: ignore[arg-type]
                         self._verdicts.pop(work.id, None)  # type: ignore[arg-type]
                         self._space.notify()
-                if child is not None:
-                    self._terminate(child)
+                if child is not None and child.work is work:  # running: stop it
+                    self._terminate(child)  # (one still in its pipe runs, then is dropped)
                     self._wake()
 
     def _beat(self, held: list[Work], ttl_s: float) -> None:

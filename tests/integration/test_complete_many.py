@@ -23,10 +23,10 @@ def test_completions_and_a_refill_in_one_round_trip(client: Client) -> None:
         refill=(P, 2, Filters()),
     )  # fmt: skip
     assert statuses == ["success", "failure", "queued"]
-    assert [w.id for w in leased] == ["w3", "w4"]  # c went back behind them
+    assert [w.id for w in leased] == ["w2", "w3"]  # c went back to its place: first
     assert all(getattr(w, "_token", "") for w in leased)
     assert where(client, "w0", P) == {"success"} and where(client, "w1", P) == {"failure"}
-    assert where(client, "w2", P) == {"queued"}
+    assert where(client, "w2", P) == {"running"} and leased[0].attempt == 1
     assert client.get("w0", pipeline=P).results == {"x": 1}
     assert client.get("w1", pipeline=P).error.message == "no"  # type: ignore[union-attr]
     assert [e[b"id"] for e in entries(client, P)] == [b"w0", b"w1"]

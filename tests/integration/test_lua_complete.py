@@ -174,12 +174,12 @@ def test_release_hands_the_work_back_without_counting_the_attempt(client: Client
     assert (rec[b"status"], rec[b"attempt"]) == (b"queued", b"0")
     assert b"stop" not in rec
     assert where(client, "w", P) == {"queued"}
-    # A fresh sequence number: behind the works of its class already waiting.
-    assert client.redis.zscore(k.queued, "w") == (5 - 4) * CLASS + 3
+    # Back in its place: the sequence number it was deposited with, ahead of x.
+    assert client.redis.zscore(k.queued, "w") == (5 - 4) * CLASS + 1
     assert client.redis.llen(k.wake) == 1
     assert client.stats(P)["released"] == 1
     assert entries(client, P) == []
-    assert [v.id for v in client.withdraw(P, count=2)] == ["x", "w"]
+    assert [v.id for v in client.withdraw(P, count=2)] == ["w", "x"]
     assert record(client, "w", P)[b"attempt"] == b"1"
 
 

@@ -293,7 +293,7 @@ class QueueMachine(RuleBasedStateMachine):
             self.finish(m, "success")
             expected = "success"
         elif outcome == "release":
-            m.state, m.attempt, m.seq = "queued", m.attempt - 1, self.next_seq()
+            m.state, m.attempt = "queued", m.attempt - 1  # back in its place (same seq)
             self.stats[m.pipeline]["released"] += 1
             expected = "queued"
         else:

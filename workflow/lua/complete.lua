@@ -1,8 +1,9 @@
 -- complete: finish the callers' attempts of running works, fenced by their lease tokens,
 -- a batch of works of one pipeline per call (each checked and applied on its own).
 --   success -> success (terminal); failure -> queued after backoff while attempts remain,
---   else failure (terminal); release -> queued again at once, the attempt not counted
---   (a worker handing work back on shutdown). The error of an earlier failed attempt is
+--   else failure (terminal); release -> queued again at once, back in its place (the
+--   sequence number it was queued with), the attempt not counted (a worker handing back
+--   work it did not run, or stopped on shutdown). The error of an earlier failed attempt is
 --   kept on success: it is the record of what happened.
 -- Re-sending the same completion (same token) after a lost reply returns the status it
 -- produced without applying it twice.
@@ -67,7 +68,7 @@ local function complete_one(id, token, outcome, terminal_now, dels, first, last_
     return 'success'
   elseif outcome == 'release' then
     local attempt = tonumber(rec[4]) or 1
-    local number = redis.call('INCR', seq)
+    local number = tonumber(redis.call('HGET', wkey, 'seq')) or redis.call('INCR', seq)
     redis.call('HSET', wkey, 'status', 'queued', 'attempt', math.max(attempt - 1, 0),
       'queued_at', now)
     redis.call('ZADD', queued, queue_score(priority_of(wkey), number), id)

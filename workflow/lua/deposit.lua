@@ -31,13 +31,18 @@ while i <= #ARGV do
     local fields = {}
     for j = i + 3, i + 2 + 2 * n do fields[#fields + 1] = ARGV[j] end
     local number = delay_ms == 0 and redis.call('INCR', seq)  -- before any write
+    if number then  -- its place in the queue, kept for a release to restore
+      fields[#fields + 1] = 'seq'
+      fields[#fields + 1] = number
+      fields[#fields + 1] = 'queued_at'
+      fields[#fields + 1] = now
+    end
     redis.call('HSET', wkey, 'status', 'queued', 'attempt', 0, 'priority', priority,
       unpack(fields))
     if delay_ms > 0 then
       redis.call('ZADD', delayed, now + delay_ms, id)
     else
       redis.call('ZADD', queued, queue_score(priority, number), id)
-      redis.call('HSET', wkey, 'queued_at', now)
     end
     added = added + 1
     out[#out + 1] = 1

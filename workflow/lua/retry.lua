@@ -27,7 +27,7 @@ local number = redis.call('INCR', seq)  -- before any write
 redis.call('ZREM', failure, id)
 redis.call('ZREM', cancelled, id)
 unindex(wkey, id, ix_prefix)
-redis.call('HSET', wkey, 'status', 'queued', 'attempt', 0, 'queued_at', now)
+redis.call('HSET', wkey, 'status', 'queued', 'attempt', 0, 'queued_at', now, 'seq', number)
 redis.call('HDEL', wkey, 'stop', 'token', 'last')
 redis.call('ZADD', queued, queue_score(priority_of(wkey), number), id)
 redis.pcall('HINCRBY', stats, 'requeued', 1)

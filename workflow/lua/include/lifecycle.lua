@@ -108,7 +108,7 @@ local function promote(delayed, queued, seq, prefix, now, limit)
       local n = redis.call('INCR', seq)  -- first: nothing is written yet if it fails
       redis.call('ZREM', delayed, id)
       redis.call('ZADD', queued, queue_score(priority_of(wkey), n), id)
-      redis.call('HSET', wkey, 'queued_at', now)
+      redis.call('HSET', wkey, 'queued_at', now, 'seq', n)
     else
       redis.call('ZREM', delayed, id)
     end
