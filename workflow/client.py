@@ -118,6 +118,8 @@ class Client:
                 if self._redis is None:
                     self._connect()
                 return fn()
+            except redis.AuthenticationError as exc:  # no use trying again
+                raise ConnectionError(f"Redis refused the credentials: {exc}") from exc
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if attempt == len(delays):
                     raise ConnectionError(f"cannot reach Redis: {exc}") from exc

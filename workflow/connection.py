@@ -157,6 +157,7 @@ class WakeWaiter:
         self._free: dict[int, list[_Blocker]] = {}  # slot -> idle connections to its node
         self._executor: ThreadPoolExecutor | None = None
         self._closed = False
+        self._warned = False
 
     def wait(self, keys: list[str], timeout_s: float) -> bool:
         """Block until a token arrives on any of `keys` (True) or `timeout_s` passes."""
@@ -194,10 +195,18 @@ class WakeWaiter:
             for f in pending:
                 _, holder = started[f]
                 if holder:
-                    with contextlib.suppress(redis.RedisError):
-                        conn = self._cluster.get_redis_connection(holder[0].node)
-                        conn.client_unblock(holder[0].id)
+                    self._unblock(holder[0])
             _, pending = wait(pending, timeout=UNBLOCK_POLL_S)
+
+    def _unblock(self, blocker: _Blocker) -> None:
+        try:
+            self._cluster.get_redis_connection(blocker.node).client_unblock(blocker.id)
+        except redis.exceptions.NoPermissionError as exc:
+            if not self._warned:  # the waits still end, but only at their timeout
+                log.warning("cannot cancel a wake-up wait (%s): grant +client|unblock", exc)
+                self._warned = True
+        except redis.RedisError:
+            pass  # the node is gone: its wait ends with its connection
 
     def _blpop(
         self,
