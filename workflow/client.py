@@ -11,10 +11,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import redis
+from redis.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
 from workflow import codec, core
-from workflow.connection import blocking_client, command_client
+from workflow.connection import AnyRedis, WakeWaiter, blocking_client, connect
 from workflow.errors import (
     ConnectionError,
     CorruptWork,
@@ -68,9 +69,11 @@ class Client:
 
             settings = settings.replace(url=ensure_embedded())
         self.settings = settings
-        self.redis = command_client(settings.url)  # type: ignore[arg-type]
+        self._redis: AnyRedis | None = None  # connected on first use: see `redis`
+        self._connect_lock = threading.Lock()
         self._blocking: redis.Redis | None = None
-        self._scripts = {n: self.redis.register_script(load(n).source) for n in SCRIPT_NAMES}
+        self._waiter: WakeWaiter | None = None
+        self._scripts: dict[str, Any] = {}
         self._registered: set[str] = set()
 
     def __enter__(self) -> Client:
@@ -81,9 +84,29 @@ class Client:
 
     def close(self) -> None:
         """Close this client's connections."""
-        self.redis.close()
-        if self._blocking is not None:
-            self._blocking.close()
+        for conn in (self._redis, self._blocking, self._waiter):
+            if conn is not None:
+                conn.close()
+
+    @property
+    def redis(self) -> AnyRedis:
+        """The redis-py client: a `RedisCluster` when the URL names a cluster node
+        (detected on first use), else a `Redis`. Raises `ConnectionError` if unreachable."""
+        if self._redis is None:
+            self._io(lambda: None, retry_safe=False)  # connects
+        return self._redis  # type: ignore[return-value]
+
+    @property
+    def cluster(self) -> bool:
+        """True when connected to a Redis Cluster."""
+        return isinstance(self.redis, RedisCluster)
+
+    def _connect(self) -> None:
+        with self._connect_lock:
+            if self._redis is None:
+                r = connect(self.settings.url)  # type: ignore[arg-type]
+                self._scripts = {n: r.register_script(load(n).source) for n in SCRIPT_NAMES}
+                self._redis = r
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -92,7 +115,11 @@ class Client:
         delays = RETRY_DELAYS_S if retry_safe else ()
         for attempt in range(len(delays) + 1):
             try:
+                if self._redis is None:
+                    self._connect()
                 return fn()
+            except redis.AuthenticationError as exc:  # no use trying again
+                raise ConnectionError(f"Redis refused the credentials: {exc}") from exc
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if attempt == len(delays):
                     raise ConnectionError(f"cannot reach Redis: {exc}") from exc
@@ -102,8 +129,10 @@ class Client:
         raise AssertionError("unreachable")
 
     def _run(self, call: core.Call) -> Any:
-        script = self._scripts[call.script]
-        return self._io(lambda: script(keys=call.keys, args=call.args), call.retry_safe)
+        def run() -> Any:
+            return self._scripts[call.script](keys=call.keys, args=call.args)
+
+        return self._io(run, call.retry_safe)
 
     def _run_many(self, calls: list[core.Call]) -> list[Any]:
         """Several script calls in one round trip (a pipeline of EVALSHA; scripts Redis
@@ -278,9 +307,16 @@ class Client:
     def _wait_for_wake(self, pipelines: list[str], wait_s: float) -> None:
         if wait_s < 0.001:
             return
+        wake = [pipeline_keys(self.settings.prefix, p).wake for p in pipelines]
+        r = self.redis
+        if isinstance(r, RedisCluster):  # one BLPOP per slot, in parallel
+            if self._waiter is None:
+                self._waiter = WakeWaiter(r, self.settings.url)  # type: ignore[arg-type]
+            waiter = self._waiter
+            self._io(lambda: waiter.wait(wake, wait_s), retry_safe=True)
+            return
         if self._blocking is None:
             self._blocking = blocking_client(self.settings.url)  # type: ignore[arg-type]
-        wake = [pipeline_keys(self.settings.prefix, p).wake for p in pipelines]
         blocking = self._blocking
         self._io(lambda: blocking.blpop(wake, timeout=round(wait_s, 3)), retry_safe=True)
 

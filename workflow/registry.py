@@ -61,7 +61,10 @@ def list_workers(client: Client) -> list[WorkerInfo]:
     ]
     if not names:
         return []
-    records = client._io(lambda: client.redis.mget([worker_key(prefix, n) for n in names]), True)
+    pipe = client.redis.pipeline(transaction=False)  # GETs, not MGET: one slot per key
+    for n in names:
+        pipe.get(worker_key(prefix, n))
+    records = client._io(pipe.execute, True)
     out = []
     for name, record in zip(names, records, strict=True):
         if record:

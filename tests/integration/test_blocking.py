@@ -15,7 +15,7 @@ from workflow import Client, Work
 from workflow.connection import COMMAND_TIMEOUT_S
 from workflow.keys import pipeline_keys
 
-from ..helpers import now_ms, wait_until
+from ..helpers import client_list, now_ms, wait_until
 
 T = TypeVar("T")
 P = "blocking"
@@ -26,7 +26,7 @@ WAITER = "workflow-wait"
 def blocked_waiters(client: Client) -> list[dict[str, Any]]:
     """Connections blocked in BLPOP on behalf of a withdraw."""
     return [
-        c for c in client.redis.client_list() if c.get("name") == WAITER and c.get("cmd") == "blpop"
+        c for c in client_list(client) if c.get("name") == WAITER and c.get("cmd") == "blpop"
     ]
 
 

@@ -15,6 +15,8 @@ import pytest
 from workflow import Client, Work
 from workflow.server import stop_embedded
 
+pytestmark = pytest.mark.standalone  # its own unix-socket server: the same in a cluster run
+
 
 @pytest.fixture
 def home(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

@@ -11,7 +11,7 @@ import pytest
 
 from workflow import Client, Failure, InvalidTransition, LeaseLost, Work, WorkNotFound
 
-from ..helpers import entries, keys, now_ms, record, wait_until, where
+from ..helpers import client_list, entries, keys, now_ms, record, wait_until, where
 
 P = "retry-pipe"
 STATES = ("queued", "running", "delayed", "success", "failure", "cancelled")
@@ -223,7 +223,7 @@ def test_retry_wakes_a_blocked_withdrawer(client: Client, make_client) -> None:
         wait_until(
             lambda: any(
                 c.get("name") == "workflow-wait" and c.get("cmd") == "blpop"
-                for c in client.redis.client_list()
+                for c in client_list(client)
             ),
             poll_s=0.005,
         )

@@ -13,7 +13,7 @@ import pytest
 from workflow import Client, Failure, ValidationError, Work
 from workflow.keys import pipeline_keys, work_key
 
-from ..helpers import now_ms, wait_until
+from ..helpers import client_list, now_ms, wait_until
 
 P = "paused-pipe"
 WAITER = "workflow-wait"
@@ -23,7 +23,7 @@ WAITER = "workflow-wait"
 def blocked(client: Client) -> int:
     """Connections blocked in BLPOP on behalf of a withdraw."""
     return sum(
-        1 for c in client.redis.client_list() if c.get("name") == WAITER and c.get("cmd") == "blpop"
+        1 for c in client_list(client) if c.get("name") == WAITER and c.get("cmd") == "blpop"
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from workflow import Client, Work
 
+from ..helpers import command_calls
 from .conftest import FN, alive, cpu_seconds, events, status_of, wait_for, wait_status
 
 P = "shutdown"
@@ -111,8 +112,7 @@ def test_handed_back_work_runs_again_on_the_next_worker(
 
 def _beats(client: Client) -> int:
     """How many heartbeats Redis has served: only the heartbeat trims the workers set."""
-    stats = client.redis.info("commandstats")
-    return int(stats.get("cmdstat_zremrangebyscore", {}).get("calls", 0))
+    return command_calls(client, "zremrangebyscore")
 
 
 def test_heartbeat_keeps_its_pace_during_the_grace_period(
