@@ -245,29 +245,74 @@ class Client:
         f = core.Filters.make(event=event, site=site, user=user, tags=tags,
                               tags_mode=tags_mode, priority=priority, parent=parent)  # fmt: skip
         deadline = time.monotonic() + timeout_s
-        while True:
-            works: list[Work] = []
-            wait_ms = -1
-            for name in names:
-                while len(works) < count:
-                    try:
-                        got, hint, corrupt = self._withdraw_one(name, count - len(works), f)
-                    except WorkflowError:
-                        if not works:
-                            raise
-                        return works  # leased from earlier pipelines: never drop them
-                    works += got
-                    if hint > 0:
-                        wait_ms = hint if wait_ms < 0 else min(wait_ms, hint)
-                    if not corrupt:  # corrupt records took places: ask again for them
-                        break
+        works, wait_ms = self._withdraw_all(names, count, f)
+        while not works:
             remaining = deadline - time.monotonic()
-            if works or remaining <= 0:
-                return works
+            if remaining <= 0:
+                break
             wait = min(remaining, self.settings.idle_wait_s)
             if wait_ms > 0:
                 wait = min(wait, wait_ms / 1000)
-            self._wait_for_wake(names, wait)
+            if len(names) == 1 and not self.cluster and wait >= 0.001:
+                works, wait_ms = self._wait_then_withdraw(names[0], count, f, wait)
+            else:
+                self._wait_for_wake(names, wait)
+                works, wait_ms = self._withdraw_all(names, count, f)
+        return works
+
+    def _withdraw_all(
+        self, names: list[str], count: int, f: core.Filters
+    ) -> tuple[list[Work], int]:
+        """Lease up to `count` works from the pipelines in order, and the shortest wait
+        hint (ms until something delayed or leased is due; -1: none)."""
+        works: list[Work] = []
+        wait_ms = -1
+        for name in names:
+            while len(works) < count:
+                try:
+                    got, hint, corrupt = self._withdraw_one(name, count - len(works), f)
+                except WorkflowError:
+                    if not works:
+                        raise
+                    return works, wait_ms  # leased from earlier pipelines: never drop them
+                works += got
+                if hint > 0:
+                    wait_ms = hint if wait_ms < 0 else min(wait_ms, hint)
+                if not corrupt:  # corrupt records took places: ask again for them
+                    break
+        return works, wait_ms
+
+    def _wait_then_withdraw(
+        self, pipeline: str, count: int, f: core.Filters, wait_s: float
+    ) -> tuple[list[Work], int]:
+        """Wait for a wake-up and withdraw right after, in one round trip: BLPOP and the
+        withdraw script pipelined on the blocking connection (Redis runs the script the
+        moment the BLPOP returns). Standalone servers; one pipeline."""
+        if self._blocking is None:
+            self._blocking = blocking_client(self.settings.url)  # type: ignore[arg-type]
+        call = core.withdraw_call(
+            self.settings, pipeline, count, f, secrets.token_hex(8), random.random()
+        )
+        sha = self._scripts[call.script].sha
+        blocking = self._blocking
+
+        def send() -> list[Any]:
+            pipe = blocking.pipeline(transaction=False)
+            pipe.blpop([pipeline_keys(self.settings.prefix, pipeline).wake],
+                       timeout=round(wait_s, 3))  # fmt: skip
+            pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
+            return pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+
+        reply = self._io(send, retry_safe=False)[1]
+        if isinstance(reply, NoScriptError):  # not run: load the scripts, withdraw plainly
+            self._io(lambda: self.redis.script_load(self._scripts[call.script].script), True)
+            return self._withdraw_all([pipeline], count, f)
+        if isinstance(reply, Exception):
+            raise ScriptError(f"Redis refused the operation: {reply}") from reply
+        works, wait_ms, corrupt = self._leased(pipeline, reply)
+        if corrupt and not works:
+            return self._withdraw_all([pipeline], count, f)
+        return works, wait_ms
 
     def _withdraw_one(
         self, pipeline: str, count: int, f: core.Filters
