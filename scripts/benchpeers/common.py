@@ -106,11 +106,16 @@ class Adapter:
 
     name: str = ""
     batch_how: str = ""
+    worker_how: str = ""
     url: str = ""
 
     @property
     def variants(self) -> dict[str, str]:
         return {self.name: ""}
+
+    def describe(self, variant: str) -> str:
+        """How the worker of `variant` is run (its settings, for the report)."""
+        return self.worker_how
 
     def open(self, url: str) -> None:
         """Connect the depositing side to the private server."""

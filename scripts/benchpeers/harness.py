@@ -70,6 +70,8 @@ class Results:
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     rate: float = 0.0  # deposits per second of the latency measurement
+    cap_s: float = 0.0  # drains cut after this long
+    cuts: dict[str, list[int]] = field(default_factory=dict)  # works done when cut, per row
 
     def add(self, row: str, metric: str, value: float) -> None:
         self.samples.setdefault(row, {}).setdefault(metric, []).append(value)
@@ -197,8 +199,8 @@ def measure_drain(adapter: Adapter, variant: str, procs: int, r: redis.Redis, bo
         while (done := board.done()) < plan.works:
             n, span = board.span()
             if span > plan.drain_cap_s:
-                res.note(f"{variant}, {procs} proc: cut after {span:.0f} s with {n} of "
-                         f"{plan.works} works done; rate taken from those")  # fmt: skip
+                res.cuts.setdefault(f"{variant}, {procs} proc", []).append(n)
+                print(f"    cut after {span:.0f} s: {n:,} of {plan.works:,} done", flush=True)
                 break
             if all(p.poll() is not None for p in running):
                 raise NotMeasured(f"the worker exited after {done} works:\n{tail(log)}")
@@ -264,7 +266,8 @@ TABLES: list[tuple[str, list[tuple[str, str, str]]]] = [
      [("drain1", "1 worker process", "{:,.0f}"), ("drain2", "2 worker processes", "{:,.0f}")]),
     ("enqueue-to-start latency, idle worker, steady deposits, ms (ratio: / workflow in-process)",
      [("p50_ms", "p50", "{:.2f}"), ("p99_ms", "p99", "{:.2f}")]),
-    ("Redis cost per work, drain by 1 worker process (INFO commandstats / INFO cpu deltas)",
+    ("Redis cost per work, drain by 1 worker process, INFO commandstats / cpu deltas "
+     "(ratio: / workflow in-process)",
      [("commands", "commands (incl. in scripts)", "{:.2f}"), ("scripts", "script calls", "{:.2f}"),
       ("redis_cpu_us", "Redis CPU µs", "{:.1f}")]),
 ]  # fmt: skip
@@ -278,7 +281,7 @@ def cell(values: list[float] | None, ref: list[float] | None, fmt: str) -> str:
     text = fmt.format(mid)
     if len(values) > 1:
         text += f" [{fmt.format(min(values))}-{fmt.format(max(values))}]"
-    if ref and statistics.median(ref) and math.isfinite(mid):
+    if ref and statistics.median(ref) > 0.05 and mid > 0.05 and math.isfinite(mid):
         text += f" x{mid / statistics.median(ref):.2g}"
     return text
 
@@ -295,8 +298,7 @@ def render(res: Results, rows: list[str], adapters: list[Adapter]) -> str:
             grid[0].append("batched how")
         for key in keys:
             got = res.samples.get(key, {})
-            line = [key, *(cell(got.get(m), None if m in ("commands", "scripts", "redis_cpu_us")
-                                else ref.get(m), fmt) for m, _, fmt in metrics)]  # fmt: skip
+            line = [key, *(cell(got.get(m), ref.get(m), fmt) for m, _, fmt in metrics)]  # fmt: skip
             if deposit:
                 line.append(next(a.batch_how for a in adapters if a.name == key))
             grid.append(line)
@@ -307,12 +309,18 @@ def render(res: Results, rows: list[str], adapters: list[Adapter]) -> str:
             out.append("  ".join(c.ljust(w) if k in left else c.rjust(w)
                                  for k, (c, w) in enumerate(zip(r, widths, strict=True))))
         out.append("")
+    out += ["workers (one process each; logging at WARNING for all):"]
+    out += [f"  {variant}: {a.describe(variant)}" for a in adapters for variant in a.variants]
+    out += [""]
     out += targets(res)
     for row in rows:
         drain = res.samples.get(row, {}).get("drain1")
-        if drain and statistics.median(drain) < res.rate:
-            res.notes.append(f"{row} drains fewer than {res.rate:.0f} works/s: its latency "
-                             "figures are mostly time spent queued behind earlier probes")
+        if drain and statistics.median(drain) < 1.25 * res.rate:
+            res.notes.append(f"{row} drains at most 1.25x the {res.rate:.0f} works/s of the "
+                             "latency probes: its latency includes time queued behind them")
+    for row, done in res.cuts.items():
+        res.notes.append(f"{row}: drain cut at {res.cap_s:.0f} s in {len(done)} rep(s) "
+                         f"({min(done):,}-{max(done):,} works done), rate from the works done")
     if res.notes:
         out += ["", "notes:", *(f"  - {n}" for n in res.notes)]
     return "\n".join(out)
@@ -389,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         return profile(args.plan.works)
     plan: Plan = args.plan
     began = time.monotonic()
-    res = Results(rate=plan.rate)
+    res = Results(rate=plan.rate, cap_s=plan.drain_cap_s)
     adapters: list[Adapter] = []
     try:
         with tempfile.TemporaryDirectory(prefix="workflow-bench-") as name:
@@ -438,10 +446,10 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - began
     print()
     print(render(res, rows, adapters))
-    print(f"\nworkers: one process each as named, logging at WARNING; drain rate = works / "
-          f"(last finish - first start) from the tasks' own stamps (interpreter start, imports "
-          f"and connecting excluded); total {elapsed:.0f} s")  # fmt: skip
+    print(f"\ndrain rate = works / (last finish - first start), from the tasks' own stamps "
+          f"(interpreter start, imports and connecting excluded); total {elapsed:.0f} s")
     if args.json:
         args.json.write_text(json.dumps({"plan": asdict(plan), "samples": res.samples,
-                                         "notes": res.notes, "seconds": elapsed}, indent=1))
+                                         "notes": res.notes, "cuts": res.cuts,
+                                         "seconds": elapsed}, indent=1))
     return 0

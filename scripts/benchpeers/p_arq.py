@@ -42,7 +42,8 @@ class ArqAdapter(Adapter):
     pool: ArqRedis
 
     def __init__(self) -> None:
-        super().__init__(name="arq",
+        super().__init__(name="arq", worker_how="arq Worker, defaults: max_jobs 10, poll_delay "
+                         "0.5 s (an idle worker polls: about poll_delay/2 enqueue-to-start)",
                          batch_how=f"no batch API: asyncio.gather, {IN_FLIGHT} in flight")
         self.loop = asyncio.new_event_loop()
 

@@ -26,7 +26,9 @@ class CeleryAdapter(Adapter):
     """Publishes through the module's app."""
 
     def __init__(self) -> None:
-        super().__init__(name="celery", batch_how="no batch API: apply_async loop, one producer")
+        super().__init__(name="celery", batch_how="no batch API: apply_async loop, one producer",
+                         worker_how="celery worker --pool=solo --concurrency=1, no result "
+                         "backend, default prefetch (4)")
 
     def open(self, url: str) -> None:
         super().open(url)

@@ -29,7 +29,9 @@ class DramatiqAdapter(Adapter):
     """Sends through the module's broker (built from `$BENCH_REDIS_URL`)."""
 
     def __init__(self) -> None:
-        super().__init__(name="dramatiq", batch_how="no batch API: send() loop")
+        super().__init__(name="dramatiq", batch_how="no batch API: send() loop",
+                         worker_how=f"dramatiq --processes 1 --threads {THREADS} (its default "
+                         "threads)")
 
     def open(self, url: str) -> None:
         super().open(url)

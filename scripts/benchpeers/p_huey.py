@@ -23,7 +23,9 @@ class HueyAdapter(Adapter):
     """Enqueues through the module's RedisHuey."""
 
     def __init__(self) -> None:
-        super().__init__(name="huey", batch_how="no batch API: call loop")
+        super().__init__(name="huey", batch_how="no batch API: call loop",
+                         worker_how="huey_consumer -w 1 -k thread, RedisHuey (blocking "
+                         "BRPOP), results off")
 
     def deposit_one(self, i: int) -> None:
         noop(i, time.time())

@@ -32,6 +32,11 @@ class RQAdapter(Adapter):
     def variants(self) -> dict[str, str]:
         return {SIMPLE: "rq.worker.SimpleWorker", FORKING: "rq.worker.Worker"}
 
+    def describe(self, variant: str) -> str:
+        if variant == SIMPLE:
+            return "rq worker -w rq.worker.SimpleWorker: jobs run in the worker process"
+        return "rq worker (default Worker): forks a work horse per job"
+
     def open(self, url: str) -> None:
         super().open(url)
         self.conn = redis.Redis.from_url(url)

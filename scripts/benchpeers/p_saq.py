@@ -34,7 +34,7 @@ class SaqAdapter(Adapter):
     queue: Queue
 
     def __init__(self) -> None:
-        super().__init__(name="saq",
+        super().__init__(name="saq", worker_how="saq ... --workers 1, defaults (concurrency 10)",
                          batch_how=f"no batch API: asyncio.gather, {IN_FLIGHT} in flight")
         self.loop = asyncio.new_event_loop()
 

@@ -30,6 +30,11 @@ class WorkflowAdapter(Adapter):
     def variants(self) -> dict[str, str]:
         return {IN_PROCESS: "--in-process", ISOLATED: "-c 1 (one warm child process)"}
 
+    def describe(self, variant: str) -> str:
+        how = "runs works in the worker process" if variant == IN_PROCESS else (
+            "-c 1: one warm child process runs the works")
+        return f"workflow run (--burst in drains), {how}"
+
     def open(self, url: str) -> None:
         super().open(url)
         self.client = Client(Settings(url=url, prefix=PREFIX))

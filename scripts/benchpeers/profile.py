@@ -10,8 +10,9 @@ share shows as the supervisor's wait on the pipe). Reported per work:
   worker by `wfrun.py`): the round trips;
 - Redis: commands run (inside scripts too) and µs per script call from INFO commandstats,
   and the server's CPU time from INFO cpu;
-- per thread, where its wall time goes (µs per work): Python on the CPU, waiting on a
-  Redis reply, waiting on the child, idle; and the hottest functions.
+- per thread, where its wall time goes (µs per work): Python on the CPU, writing to the
+  socket, waiting on a Redis reply, on a pipe (the child; in-process: the fetch thread's
+  wake-up), idle; and the hottest functions.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ THREADS = {"_main_loop": "main", "_fetch_loop": "fetch", "_heartbeat_loop": "hea
 shutdown, the registry thread...: left out)."""
 WAITS = (
     ("redis", ("redis/", "hiredis")),
-    ("child", ("multiprocessing/connection.py", "selectors.py")),
+    ("pipe", ("multiprocessing/connection.py", "selectors.py")),
     ("idle", ("threading.py",)),
 )
 """Leaf-frame file fragments of a thread that waits (py-spy samples idle threads too)."""
@@ -137,13 +138,14 @@ def profile_mode(mode: str, works: int, url: str, board: Board, tmp: Path) -> st
                f"work), server CPU {1e6 * (cpu1 - cpu0) / n:.1f} µs per work")  # fmt: skip
     out.append("  commands per work: " + ", ".join(f"{k} {c / n:.2f}" for k, c in inner[:12]))
     out.append("  per thread, µs of wall time per work (python = on the CPU in Python or C it "
-               "calls; send = writing a request to the socket; redis = waiting on a reply; child = "
-               "pipe I/O with the child and waiting on it; idle = parked):")
+               "calls; send = writing a request to the socket; redis = waiting on a reply; pipe = "
+               "waiting on / talking over a pipe: the child (isolated), or the fetch thread's "
+               "wake-up (in-process); idle = parked):")
     for thread in ("main", "fetch", "heartbeat", "indexer"):
         got = kinds.get(thread)
         if got:
             kinds_us = (f"{k} {got[k] * per_sample:6.1f}"
-                        for k in ("python", "send", "redis", "child", "idle"))  # fmt: skip
+                        for k in ("python", "send", "redis", "pipe", "idle"))  # fmt: skip
             out.append(f"    {thread:<9} " + "  ".join(kinds_us))
     out.append("  hottest Python leaves (self time, all threads), µs per work:")
     out += [f"    {c * per_sample:6.1f}  {f}" for f, c in leaves.most_common(15)]
