@@ -268,7 +268,7 @@ TABLES: list[tuple[str, list[tuple[str, str, str]]]] = [
      [("p50_ms", "p50", "{:.2f}"), ("p99_ms", "p99", "{:.2f}")]),
     ("Redis cost per work, drain by 1 worker process, INFO commandstats / cpu deltas "
      "(ratio: / workflow in-process)",
-     [("commands", "commands (incl. in scripts)", "{:.2f}"), ("scripts", "script calls", "{:.2f}"),
+     [("commands", "commands (incl. in scripts)", "{:.2f}"), ("scripts", "script calls", "{:.3f}"),
       ("redis_cpu_us", "Redis CPU µs", "{:.1f}")]),
 ]  # fmt: skip
 
@@ -281,7 +281,7 @@ def cell(values: list[float] | None, ref: list[float] | None, fmt: str) -> str:
     text = fmt.format(mid)
     if len(values) > 1:
         text += f" [{fmt.format(min(values))}-{fmt.format(max(values))}]"
-    if ref and statistics.median(ref) > 0.05 and mid > 0.05 and math.isfinite(mid):
+    if ref and statistics.median(ref) > 0 and mid > 0 and math.isfinite(mid):
         text += f" x{mid / statistics.median(ref):.2g}"
     return text
 
