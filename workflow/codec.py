@@ -185,7 +185,14 @@ def decode_record(work_id: str, record: dict[str, bytes]) -> Work:
 
 def _encode(field: str, value: Any) -> bytes:
     """JSON of one field's value (or of a dict of fields: errors name the inner field).
-    Non-finite floats are refused: JSON has no NaN, and msgspec would store null."""
+    Non-finite floats are refused: JSON has no NaN, and msgspec would store null. Fast
+    path: output without `null` cannot hold one, so only then is the value walked."""
+    try:
+        data = _encoder.encode(value)
+    except (TypeError, ValueError, OverflowError):
+        data = b"null"  # the checks below name the field and the rule
+    if b"null" not in data:
+        return data
     if isinstance(value, dict) and field in ("body", "payload"):
         for name, inner in value.items():
             if isinstance(inner, dict | list | tuple | float):  # (str, int, bool: fine)

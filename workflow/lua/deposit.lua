@@ -21,33 +21,45 @@ local tp = ARGV[4]
 local now = now_ms()
 local out = {}
 local added = 0
+local ids = {}  -- {score, id, ...} for one ZADD at the end
+-- First which works are new (an id given twice counts once), then their sequence numbers
+-- in one INCRBY before any write: nothing is written if it fails.
+local new, seen = {}, {}
 local i = 5
 while i <= #ARGV do
+  local id = ARGV[i]
+  new[i] = not seen[id] and redis.call('EXISTS', prefix .. id) == 0
+  seen[id] = true
+  if new[i] then added = added + 1 end
+  i = i + 3 + 2 * tonumber(ARGV[i + 2])
+end
+local number = (delay_ms == 0 and added > 0) and (redis.call('INCRBY', seq, added) - added)
+i = 5
+while i <= #ARGV do
   local id, priority, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local wkey = prefix .. id
-  if redis.call('EXISTS', wkey) == 1 then
+  if not new[i] then
     out[#out + 1] = 0
   else
-    local fields = {}
+    local fields = {'status', 'queued', 'attempt', 0, 'priority', priority}
     for j = i + 3, i + 2 + 2 * n do fields[#fields + 1] = ARGV[j] end
-    local number = delay_ms == 0 and redis.call('INCR', seq)  -- before any write
     if number then  -- its place in the queue, kept for a release to restore
+      number = number + 1
       fields[#fields + 1] = 'seq'
       fields[#fields + 1] = number
       fields[#fields + 1] = 'queued_at'
       fields[#fields + 1] = now
-    end
-    redis.call('HSET', wkey, 'status', 'queued', 'attempt', 0, 'priority', priority,
-      unpack(fields))
-    if delay_ms > 0 then
-      redis.call('ZADD', delayed, now + delay_ms, id)
+      ids[#ids + 1] = queue_score(priority, number)
     else
-      redis.call('ZADD', queued, queue_score(priority, number), id)
+      ids[#ids + 1] = now + delay_ms
     end
-    added = added + 1
+    ids[#ids + 1] = id
+    redis.call('HSET', prefix .. id, unpack(fields))
     out[#out + 1] = 1
   end
   i = i + 3 + 2 * n
+end
+if added > 0 then
+  redis.call('ZADD', number and queued or delayed, unpack(ids))
 end
 if added > 0 then
   redis.pcall('HINCRBY', stats, 'deposited', added)
