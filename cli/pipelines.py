@@ -17,8 +17,8 @@ from rich.table import Table
 from rich.text import Text
 
 from workflow.cli.works import handled
-from workflow.client import COUNT_SETS
 from workflow.errors import ValidationError
+from workflow.operations import COUNT_SETS
 
 __all__ = ["pause", "pipelines", "render_pipelines", "resume"]
 

@@ -21,8 +21,8 @@ from rich.text import Text
 from rich.theme import Theme
 
 from workflow.cli.console import THEME, client_from, err, handle_errors, out
-from workflow.client import COUNT_SETS
 from workflow.errors import ConnectionError
+from workflow.operations import COUNT_SETS
 from workflow.status import PipelineStatus, Snapshot, rates, snapshot
 from workflow.worker import WorkerInfo
 

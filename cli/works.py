@@ -23,13 +23,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from workflow.client import COUNT_SETS, Client
+from workflow.client import Client
 from workflow.errors import (
     CorruptWork,
     InvalidTransition,
     ValidationError,
     WorkNotFound,
 )
+from workflow.operations import COUNT_SETS
 from workflow.work import Work
 
 __all__ = [

@@ -11,8 +11,9 @@ from __future__ import annotations
 import msgspec
 
 from workflow import core
-from workflow.client import COUNT_SETS, Client
+from workflow.client import Client
 from workflow.keys import pipeline_keys, throughput_key, work_key
+from workflow.operations import COUNT_SETS
 from workflow.registry import WorkerInfo, list_workers
 from workflow.work import Failure
 
