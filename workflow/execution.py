@@ -92,21 +92,41 @@ def click_args(parameters: dict[str, Any] | None) -> list[str]:
     return args
 
 
-def execute(work: Work, function: str | None = None) -> Outcome:
-    """Run `work` once and report the outcome; never raises for user errors."""
+def execute(
+    work: Work, function: str | None = None, max_result_bytes: int | None = None
+) -> Outcome:
+    """Run `work` once and report the outcome; never raises for user errors. Outputs
+    larger than `max_result_bytes` (JSON of results + products + plots) are not kept:
+    the attempt fails with kind `too-large`."""
     target = function or work.function
     try:
         if target:
-            return _call(resolve(target), work)
-        if work.command:
-            return _command(work.command)
-        return Outcome(ok=False, failure=Failure(
-            kind="config",
-            message="nothing to run: no function given to the worker, and the work has "
-            "neither `function` nor `command`",
-        ))  # fmt: skip
+            outcome = _call(resolve(target), work)
+        elif work.command:
+            outcome = _command(work.command)
+        else:
+            return Outcome(ok=False, failure=Failure(
+                kind="config",
+                message="nothing to run: no function given to the worker, and the work has "
+                "neither `function` nor `command`",
+            ))  # fmt: skip
     except Exception as exc:  # the user's code failed: that is a result, not a crash
         return Outcome(ok=False, failure=failure_from(exc))
+    return _limited(outcome, max_result_bytes)
+
+
+def _limited(outcome: Outcome, max_bytes: int | None) -> Outcome:
+    """`outcome`, or a `too-large` failure (outputs dropped) if its outputs exceed `max_bytes`."""
+    if max_bytes is None:
+        return outcome
+    size = sum(len(_json.encode(getattr(outcome, n))) for n in ("results", "products", "plots"))
+    if size <= max_bytes:
+        return outcome
+    return Outcome(ok=False, failure=Failure(
+        kind="too-large", time=time.time(),
+        message=f"the work's output is {size} bytes of JSON (results, products and plots); "
+        f"max_result_bytes is {max_bytes}",
+    ))  # fmt: skip
 
 
 def _call(fn: Callable[..., Any], work: Work) -> Outcome:

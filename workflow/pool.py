@@ -45,6 +45,7 @@ class _Request(msgspec.Struct, kw_only=True):
     function: str | None = None
     token: str = ""  # the lease token: whole-Work functions may save progress
     seq: int = 0  # numbers the requests to one child, for taking one back
+    max_result_bytes: int | None = None  # larger outputs fail as `too-large`, never sent
 
 
 STARTED, TAKEN_BACK = 0, 1
@@ -127,7 +128,7 @@ def child_main(
         try:
             work = codec.decode_json(bytes(request.work))
             work._token = request.token  # type: ignore[attr-defined]
-            outcome = execution.execute(work, request.function)
+            outcome = execution.execute(work, request.function, request.max_result_bytes)
         except Exception as exc:
             outcome = Outcome(ok=False, failure=execution.failure_from(exc))
         try:
@@ -140,9 +141,14 @@ class Child:
     """One child process and the pipe to it."""
 
     def __init__(
-        self, function: str | None, ctx: Any = None, env: dict[str, str] | None = None
+        self,
+        function: str | None,
+        ctx: Any = None,
+        env: dict[str, str] | None = None,
+        max_result_bytes: int | None = None,
     ) -> None:
         ctx = ctx or context()
+        self.max_result_bytes = max_result_bytes
         self.conn, theirs = ctx.Pipe()
         self.shared = ctx.Array("q", 2)  # STARTED, TAKEN_BACK
         self.process = ctx.Process(
@@ -191,7 +197,7 @@ class Child:
         payload = codec.trusted_json(work)  # decoded from its record: valid already
         self._sent += 1
         request = _Request(work=msgspec.Raw(payload), function=function, token=token,
-                           seq=self._sent)  # fmt: skip
+                           seq=self._sent, max_result_bytes=self.max_result_bytes)  # fmt: skip
         self.conn.send_bytes(_request.encode(request))
         self._queue.append([self._sent, work])
         if len(self._queue) == 1:

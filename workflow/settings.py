@@ -30,6 +30,8 @@ WAKE_CAP = 64
 """Most wake-up tokens kept per pipeline for blocked withdrawers."""
 IDLE_WAIT_S = 5.0
 """Longest single blocking wait for a wake-up before withdraw looks again."""
+MAX_RESULT_BYTES = 16 * 1024 * 1024
+"""Largest output (JSON of results + products + plots) a worker stores for one work."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Settings:
     stream_maxlen: int = STREAM_MAXLEN
     wake_cap: int = WAKE_CAP
     idle_wait_s: float = IDLE_WAIT_S
+    max_result_bytes: int = MAX_RESULT_BYTES
 
     def __post_init__(self) -> None:
         if not isinstance(self.prefix, str) or not NAME_RE.fullmatch(self.prefix):
@@ -54,7 +57,8 @@ class Settings:
                 "prefix", "must be 1-128 characters of letters, digits, '-', '_' or '.'",
                 self.prefix,
             )  # fmt: skip
-        for name in ("lease_ms", "scan_limit", "recover_limit", "stream_maxlen", "wake_cap"):
+        for name in ("lease_ms", "scan_limit", "recover_limit", "stream_maxlen", "wake_cap",
+                     "max_result_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValidationError(name, "must be an integer >= 1", value)
@@ -65,17 +69,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
-        """From `WORKFLOW_REDIS_URL`, `WORKFLOW_PREFIX` and `WORKFLOW_LEASE_MS`."""
+        """From `WORKFLOW_REDIS_URL`, `WORKFLOW_PREFIX`, `WORKFLOW_LEASE_MS` and
+        `WORKFLOW_MAX_RESULT_BYTES`."""
         env: dict[str, Any] = {"url": os.environ.get("WORKFLOW_REDIS_URL") or None}
         if os.environ.get("WORKFLOW_PREFIX"):
             env["prefix"] = os.environ["WORKFLOW_PREFIX"]
-        if os.environ.get("WORKFLOW_LEASE_MS"):
-            try:
-                env["lease_ms"] = int(os.environ["WORKFLOW_LEASE_MS"])
-            except ValueError:
-                raise ValidationError(
-                    "WORKFLOW_LEASE_MS", "must be an integer", os.environ["WORKFLOW_LEASE_MS"]
-                ) from None
+        for name, var in (("lease_ms", "WORKFLOW_LEASE_MS"),
+                          ("max_result_bytes", "WORKFLOW_MAX_RESULT_BYTES")):  # fmt: skip
+            if os.environ.get(var):
+                try:
+                    env[name] = int(os.environ[var])
+                except ValueError:
+                    raise ValidationError(var, "must be an integer", os.environ[var]) from None
         return cls(**{**env, **overrides})
 
     @classmethod

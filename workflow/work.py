@@ -40,7 +40,8 @@ Count = Annotated[int, msgspec.Meta(ge=0)]
 
 class Failure(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Why the last attempt failed: `kind` is `exception`, `timeout`, `lease`, `crash`,
-    `corrupt` or `cancelled`; `message` is one line; `traceback` the full text if any."""
+    `corrupt`, `cancelled`, `bad-return`, `exit`, `config` or `too-large`; `message` is
+    one line; `traceback` the full text if any."""
 
     kind: str = "exception"
     message: str = ""

@@ -43,7 +43,7 @@ import redis
 
 from workflow import core, execution, registry
 from workflow.client import Client, set_default_client
-from workflow.errors import ConnectionError, WorkflowError
+from workflow.errors import ConnectionError, ScriptError, WorkflowError
 from workflow.execution import Outcome
 from workflow.ids import new_id
 from workflow.indexer import Indexer
@@ -58,7 +58,7 @@ log = logging.getLogger("workflow.worker")
 
 GRACE_S = 30.0
 """On SIGTERM, running works get this long to finish before they are handed back."""
-NO_RETRY = frozenset({"config"})
+NO_RETRY = frozenset({"config", "too-large"})
 """Failure kinds that no retry can fix: the work fails at once."""
 SLEEP_S = 1.0
 """Longest single idle wait before the queue is checked again (deposits wake at once)."""
@@ -139,6 +139,7 @@ class Worker:
         self._drained = False
         self._stop = threading.Event()  # no new works
         self._finished = threading.Event()  # the main loop is over
+        self._failed = False  # a thread died of an unexpected error: exit 1
         self._grace_end = float("inf")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -185,7 +186,7 @@ class Worker:
         log.info("worker %s: pipelines %s, function %s, concurrency %d%s", self.info.name,
                  ", ".join(self.pipelines), self.function or "(each work's own)",
                  self.concurrency, ", in-process" if self.in_process else "")  # fmt: skip
-        loops = [self._fetch_loop, self._heartbeat_loop]
+        loops = [self._fetch_thread, self._heartbeat_loop]
         if self._indexer is not None:
             loops.append(self._index_loop)
         threads = [threading.Thread(target=t, daemon=True, name=t.__name__)
@@ -196,7 +197,7 @@ class Worker:
             self._main_loop()
         finally:
             self._shutdown(threads)
-        return 0
+        return 1 if self._failed else 0
 
     def stop(self, now: bool = False) -> None:
         """Stop withdrawing; running works get `grace_s` (none if `now`) to finish."""
@@ -253,7 +254,9 @@ class Worker:
                 self._log_start(work)
                 t0 = time.monotonic()
                 self._running_since = t0
-                outcome = execution.execute(work, self.function)
+                outcome = execution.execute(
+                    work, self.function, self.client.settings.max_result_bytes
+                )
                 self._running_since = None
                 with self._lock:
                     del self._busy[work.id]  # type: ignore[arg-type]
@@ -318,8 +321,9 @@ class Worker:
     def _new_child(self) -> Child:
         s = self.client.settings
         return Child(
-            self.function, env={"WORKFLOW_REDIS_URL": s.url or "", "WORKFLOW_PREFIX": s.prefix}
-        )
+            self.function, env={"WORKFLOW_REDIS_URL": s.url or "", "WORKFLOW_PREFIX": s.prefix},
+            max_result_bytes=s.max_result_bytes,
+        )  # fmt: skip
 
     def _replace_child(self) -> None:
         child = self._new_child()
@@ -398,8 +402,9 @@ class Worker:
             self._report(d, status)
 
     def _record(self, done: list[_Done], free: int) -> tuple[list[str], list[Work]]:
-        """`client.complete_many`, re-sent (completions only) while Redis is unreachable,
-        for up to one lease period; then the leases expire and the works run again."""
+        """`client.complete_many`, re-sent (completions only) while Redis is unreachable or
+        refuses writes (READONLY), for up to one lease period; then the leases expire and
+        the works run again."""
         items = [(d.work, d.outcome, d.failure, d.failure is not None and d.failure.kind
                   in NO_RETRY) for d in done]  # fmt: skip
         refill = (self.pipelines[0], free, self._filters) if free else None
@@ -408,7 +413,7 @@ class Worker:
         while True:
             try:
                 return self.client.complete_many(items, refill=refill)  # type: ignore[arg-type]
-            except ConnectionError as exc:
+            except (ConnectionError, ScriptError) as exc:  # unreachable, or read-only for now
                 refill = None
                 if time.monotonic() > deadline:
                     log.error("%d works could not be completed (%s); their leases will expire "
@@ -578,6 +583,16 @@ class Worker:
         self._held.update((w.id, w) for w in works)  # type: ignore[misc]
         self._taken += len(works)
 
+    def _fetch_thread(self) -> None:
+        """The fetch loop; if it ever fails unexpectedly the worker stops (exit 1) rather
+        than live on without taking works."""
+        try:
+            self._fetch_loop()
+        except Exception:
+            log.exception("the fetch thread failed; stopping the worker")
+            self._failed = True
+            self.stop()
+
     def _fetch_loop(self) -> None:
         delay = 0.1
         while not self._stop.is_set():
@@ -616,10 +631,11 @@ class Worker:
                     **self.filters,
                 )  # fmt: skip
                 delay = 0.1
-            except ConnectionError as exc:
+            except (ConnectionError, ScriptError) as exc:  # e.g. READONLY after a failover
                 with self._lock:
                     self._reserved -= free
-                log.warning("Redis unreachable (%s); retrying in %.1f s", exc, delay)
+                what = "unreachable" if isinstance(exc, ConnectionError) else "refused a withdraw"
+                log.warning("Redis %s (%s); retrying in %.1f s", what, exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
