@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from workflow.errors import CorruptWork, ValidationError
-from workflow.work import Failure, Work
+from workflow.work import Failure, Work, validate_failure
 
 __all__ = [
     "check_json",
@@ -84,7 +84,11 @@ def from_builtins(data: Any) -> Work:
 
 
 def encode_failure(failure: Failure) -> bytes:
-    """A failure record as JSON."""
+    """A failure record as JSON; `ValidationError` names a field it could not be read
+    back with."""
+    if not isinstance(failure, Failure):
+        raise ValidationError("failure", "must be a Failure record", failure)
+    validate_failure(failure)
     return _encoder.encode(failure)
 
 

@@ -29,6 +29,8 @@ from redis.backoff import NoBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from workflow.errors import ValidationError
+
 __all__ = [
     "COMMAND_TIMEOUT_S",
     "CONNECT_TIMEOUT_S",
@@ -66,14 +68,31 @@ def _options(url: str, socket_timeout: float | None, name: str) -> dict[str, Any
     }
 
 
+def _check_url(url: str) -> None:
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValidationError("url", "must be a redis://, rediss:// or unix:// URL")
+
+
+@contextlib.contextmanager
+def _parsing_url() -> Any:
+    """redis-py's URL parser raises ValueError/TypeError: a `ValidationError` on `url`
+    (which is not echoed: it may hold a password)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise ValidationError("url", f"is not a valid Redis URL ({exc})") from None
+
+
 def _client(url: str, socket_timeout: float | None, name: str) -> redis.Redis:
-    return redis.Redis.from_url(
-        url,
-        retry=Retry(NoBackoff(), 0),
-        retry_on_timeout=False,
-        health_check_interval=HEALTH_CHECK_S,
-        **_options(url, socket_timeout, name),
-    )
+    _check_url(url)
+    with _parsing_url():
+        return redis.Redis.from_url(
+            url,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            health_check_interval=HEALTH_CHECK_S,
+            **_options(url, socket_timeout, name),
+        )
 
 
 def command_client(url: str) -> redis.Redis:
@@ -88,9 +107,11 @@ def blocking_client(url: str) -> redis.Redis:
 
 def cluster_client(url: str) -> RedisCluster:
     """For scripts and reads on a cluster; `url` names any node (the others are found)."""
-    return RedisCluster.from_url(
-        url, retry=Retry(NoBackoff(), 0), **_options(url, COMMAND_TIMEOUT_S, "workflow")
-    )
+    _check_url(url)
+    with _parsing_url():
+        return RedisCluster.from_url(
+            url, retry=Retry(NoBackoff(), 0), **_options(url, COMMAND_TIMEOUT_S, "workflow")
+        )
 
 
 def connect(url: str) -> AnyRedis:

@@ -284,8 +284,30 @@ def _validate(w: Work) -> None:
             raise ValidationError("command", "must be a non-empty argv list", w.command)
     if w.function is not None and w.command is not None:
         raise ValidationError("function", "give either function or command, not both")
-    if w.error is not None and not isinstance(w.error, Failure):
-        raise ValidationError("error", "must be a Failure record", w.error)
+    if w.error is not None:
+        if not isinstance(w.error, Failure):
+            raise ValidationError("error", "must be a Failure record", w.error)
+        validate_failure(w.error)
+
+
+def validate_failure(f: Failure, field: str = "error") -> None:
+    """Check a failure record's fields (what its JSON decoder demands, so a stored record
+    always reads back); `ValidationError` names the first bad one."""
+    if not isinstance(f.kind, str):
+        raise ValidationError(f"{field}.kind", "must be a string", f.kind)
+    if not isinstance(f.message, str):
+        raise ValidationError(f"{field}.message", "must be a string", f.message)
+    if f.traceback is not None and not isinstance(f.traceback, str):
+        raise ValidationError(f"{field}.traceback", "must be a string or None", f.traceback)
+    if isinstance(f.attempt, bool) or not isinstance(f.attempt, int) or not 0 <= f.attempt < EXACT:
+        raise ValidationError(f"{field}.attempt", "must be an integer from 0 to 2**53", f.attempt)
+    if f.time is not None and (
+        isinstance(f.time, bool)
+        or not isinstance(f.time, int | float)
+        or not math.isfinite(f.time)
+        or f.time < 0
+    ):
+        raise ValidationError(f"{field}.time", "must be a unix time in seconds or None", f.time)
 
 
 def _int_range(field: str, value: Any, lo: int, hi: int, unit: str) -> None:
