@@ -285,7 +285,8 @@ class Client(Operations):
         withdraw script pipelined on the blocking connection (Redis runs the script the
         moment the BLPOP returns). Standalone servers; one pipeline."""
         if self._blocking is None:
-            self._blocking = blocking_client(self.settings.url)  # type: ignore[arg-type]
+            url, longest = self.settings.url, self.settings.idle_wait_s
+            self._blocking = blocking_client(url, longest)  # type: ignore[arg-type]
         call = core.withdraw_call(
             self.settings, pipeline, count, f, secrets.token_hex(8), random.random()
         )
@@ -352,12 +353,14 @@ class Client(Operations):
         r = self.redis
         if isinstance(r, RedisCluster):  # one BLPOP per slot, in parallel
             if self._waiter is None:
-                self._waiter = WakeWaiter(r, self.settings.url)  # type: ignore[arg-type]
+                url, longest = self.settings.url, self.settings.idle_wait_s
+                self._waiter = WakeWaiter(r, url, longest)  # type: ignore[arg-type]
             waiter = self._waiter
             self._io(lambda: waiter.wait(wake, wait_s), retry_safe=True)
             return
         if self._blocking is None:
-            self._blocking = blocking_client(self.settings.url)  # type: ignore[arg-type]
+            url, longest = self.settings.url, self.settings.idle_wait_s
+            self._blocking = blocking_client(url, longest)  # type: ignore[arg-type]
         blocking = self._blocking
         self._io(lambda: blocking.blpop(wake, timeout=round(wait_s, 3)), retry_safe=True)
 

@@ -3,9 +3,10 @@
 redis-py's defaults (a 5 s socket timeout and automatic retries that re-send commands)
 would turn a long blocking wait into a `TimeoutError` and could re-send a withdraw whose
 reply was lost. So: RESP2 (hiredis parses it), no automatic retries (the client retries
-only what is safe to repeat), a bounded socket timeout for commands, none for the
-blocking wake-up connection (its command carries its own timeout), TCP keepalive on both
-(TCP only: unix sockets have none).
+only what is safe to repeat), a bounded socket timeout for commands, and for the
+blocking wake-up connections the longest wait they are used for plus that bound (a reply
+that has not come by then never will: the connection died without a reset), TCP
+keepalive on both (TCP only: unix sockets have none).
 
 Redis Cluster is detected, not configured: `connect(url)` asks the node the URL names
 (`INFO cluster`) and, on a cluster node, returns a `RedisCluster` with the same settings
@@ -100,9 +101,11 @@ def command_client(url: str) -> redis.Redis:
     return _client(url, COMMAND_TIMEOUT_S, "workflow")
 
 
-def blocking_client(url: str) -> redis.Redis:
-    """For blocking wake-up waits (BLPOP): no socket timeout, the command bounds itself."""
-    return _client(url, None, "workflow-wait")
+def blocking_client(url: str, longest_wait_s: float) -> redis.Redis:
+    """For blocking wake-up waits (BLPOP) of at most `longest_wait_s`: the socket timeout
+    is that plus `COMMAND_TIMEOUT_S`, so a connection that died silently (no reset: a
+    firewall forgot it, a failover moved the address) cannot hold an idle worker forever."""
+    return _client(url, longest_wait_s + COMMAND_TIMEOUT_S, "workflow-wait")
 
 
 def cluster_client(url: str) -> RedisCluster:
@@ -147,13 +150,13 @@ def _node_url(url: str, host: str, port: int) -> str:
 class _Blocker:
     """One dedicated blocking connection to a cluster node, and its CLIENT ID."""
 
-    def __init__(self, url: str, node: Any) -> None:
+    def __init__(self, url: str, node: Any, socket_timeout: float) -> None:
         self.node = node
         self.redis = redis.Redis.from_url(
             _node_url(url, node.host, node.port),
             single_connection_client=True,
             retry=Retry(NoBackoff(), 0),
-            **_options(url, None, "workflow-wait"),
+            **_options(url, socket_timeout, "workflow-wait"),
         )
         self.id = int(self.redis.client_id())
 
@@ -171,9 +174,10 @@ class WakeWaiter:
     in the same instant is pushed back for another waiter. One slot needs no thread.
     """
 
-    def __init__(self, cluster: RedisCluster, url: str) -> None:
+    def __init__(self, cluster: RedisCluster, url: str, longest_wait_s: float) -> None:
         self._cluster = cluster
         self._url = url
+        self._socket_timeout = longest_wait_s + COMMAND_TIMEOUT_S  # as `blocking_client`
         self._lock = threading.Lock()
         self._free: dict[int, list[_Blocker]] = {}  # slot -> idle connections to its node
         self._executor: ThreadPoolExecutor | None = None
@@ -262,7 +266,7 @@ class WakeWaiter:
             free = self._free.get(slot)
             if free:
                 return free.pop()
-        return _Blocker(self._url, self._cluster.get_node_from_key(key))
+        return _Blocker(self._url, self._cluster.get_node_from_key(key), self._socket_timeout)
 
     def _give(self, slot: int, blocker: _Blocker) -> None:
         with self._lock:

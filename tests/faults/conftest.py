@@ -175,12 +175,15 @@ def _chunks(ids: list[str], size: int = 1000) -> Iterator[list[str]]:
 class Proxy:
     """A TCP proxy on a free loopback port in front of a Redis server. `cut()` closes every
     connection (with a reset) and refuses new ones until `restore()`: Redis unreachable,
-    as after a network failure, while the server itself runs on."""
+    as after a network failure, while the server itself runs on. `freeze()` makes every
+    open connection silently dead (bytes are swallowed, no reset: a firewall that dropped
+    its state, a failover behind a virtual IP) while new connections work."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self._lock = threading.Lock()
         self._socks: set[socket.socket] = set()
+        self._frozen: set[socket.socket] = set()
         self._listener: socket.socket | None = None
         self.port = 0
         self.restore()
@@ -213,8 +216,18 @@ class Proxy:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 s.close()
 
+    def freeze(self) -> None:
+        """From now on, open connections carry nothing either way (and never fail)."""
+        with self._lock:
+            self._frozen |= self._socks
+
     def close(self) -> None:
         self.cut()
+        with self._lock:
+            frozen, self._frozen = self._frozen, set()
+        for s in frozen:
+            with contextlib.suppress(OSError):
+                s.close()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -239,7 +252,8 @@ class Proxy:
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if src not in self._frozen:
+                    dst.sendall(data)
         except OSError:
             pass
         for s in (src, dst):

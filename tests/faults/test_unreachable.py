@@ -2,7 +2,8 @@
 then SIGCONT: commands hang), or the network cut (a proxy resets every connection and
 refuses new ones). Workers back off, reconnect, neither exit nor stall afterwards, and
 every work ends `success` exactly once (works whose lease ran out during the outage run
-again: execution is at-least-once)."""
+again: execution is at-least-once). And idle workers whose open connections died for good
+without a reset (a proxy swallows their bytes) while new ones work: they reconnect."""
 
 from __future__ import annotations
 
@@ -85,3 +86,35 @@ def _successes(client: Client) -> int:
         return client.counts(P)["success"]
     except ConnectionError:
         return -1
+
+
+def test_idle_workers_whose_connections_die_silently_still_take_new_works(
+    aof_server: Callable[..., PrivateServer],
+    private_client: Callable[[PrivateServer], Client],
+    fleet_factory: Callable[[Client], Fleet],
+    proxy: Callable[[int], Proxy],
+) -> None:
+    """Idle workers wait for a wake-up on a blocking connection. If that connection dies
+    without a reset (a firewall forgot it, a failover moved the address), no reply will
+    ever come: the wait must still end, and the worker reconnect. (Before the fix the
+    wake-up connection had no socket timeout and both workers waited forever.)"""
+    server = aof_server()
+    client = private_client(server)
+    net = proxy(server.port)
+    fleet = fleet_factory(client)
+    fleet.url = net.url
+    for i in range(WORKERS):
+        fleet.start(i, P, FN + "logged", "-c", "2", lease_ms=2000)
+    for proc in fleet.procs.values():
+        proc.wait_ready()
+    first = [Work(pipeline=P, id=f"a{i}", parameters={"i": i}) for i in range(10)]
+    client.deposit(first)
+    wait_until(lambda: client.counts(P)["success"] == 10, 30, 0.05, what="the first works")
+    time.sleep(0.5)  # both idle, blocked on their wake-up connection
+    net.freeze()
+    frozen = time.time()
+    later = [Work(pipeline=P, id=f"b{i:03d}", parameters={"i": i}) for i in range(200)]
+    client.deposit(later)
+    wait_until(lambda: client.counts(P)["success"] == 210, 60, 0.1, what="the later works")
+    assert ran_after(fleet.exec_log, frozen) == {"w0.0", "w1.0"}, fleet.logs()
+    assert_all_succeeded_once(client, P, {w.id for w in first + later})  # type: ignore[misc]
