@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from workflow import Client, Settings
+from workflow import Client, Results, Settings
 from workflow.server import PrivateServer
 
-from ..helpers import STATES, entries, keys
+from ..helpers import STATES, entries, keys, wait_until
 from ..worker.conftest import WorkerProcess, worker_command, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,10 +145,22 @@ def ran_after(path: Path, t: float) -> set[str]:
     return {tag for runs in executions(path).values() for _, tag, when in runs if when > t}
 
 
+AUDIT_GROUP = "fault-audit"
+
+
+def keep_done_stream(client: Client, pipeline: str) -> None:
+    """Keep every entry of the pipeline's done stream for `assert_all_succeeded_once`:
+    the results indexers trim only what every consumer group has acknowledged, and this
+    group reads nothing."""
+    client.redis.xgroup_create(keys(client, pipeline).done, AUDIT_GROUP, id="0", mkstream=True)
+
+
 def assert_all_succeeded_once(client: Client, pipeline: str, ids: set[str]) -> None:
     """Every work of `ids` ended `success` exactly once: one success entry each in the done
-    stream and nothing else there, all in the success set and no other, every record
-    decodes with status success."""
+    stream (kept by `keep_done_stream`) and nothing else there; the lifetime success
+    counter (one increment per finish) equals the number of works; all in the success set
+    and no other; every record decodes with status success; the results index finds each
+    once."""
     done = entries(client, pipeline)
     statuses = Counter(f[b"status"].decode() for f in done)
     assert statuses == {"success": len(ids)}, f"done stream: {statuses}"
@@ -162,6 +174,13 @@ def assert_all_succeeded_once(client: Client, pipeline: str, ids: set[str]) -> N
     works = [w for chunk in _chunks(sorted(ids)) for w in client.get_many(pipeline, chunk)]
     bad = [w for w in works if not (hasattr(w, "status") and w.status == "success")]  # type: ignore[union-attr]
     assert not bad, f"records not success: {bad[:5]}"
+    stats = client.stats(pipeline)
+    assert stats["success"] == len(ids) and "failure" not in stats, stats
+    results = Results(client)
+    wait_until(lambda: results.count(pipeline, status="success") == len(ids), 30, 0.1,
+               what="the results index to hold every work")  # fmt: skip
+    found = [w.id for w in results.iterate(pipeline)]
+    assert len(found) == len(ids) and set(found) == ids
 
 
 def _chunks(ids: list[str], size: int = 1000) -> Iterator[list[str]]:

@@ -24,7 +24,7 @@ from workflow.keys import work_key
 from workflow.worker import Worker
 
 from ..helpers import entries, keys, wait_until, where_ordered
-from .conftest import FN, Fleet
+from .conftest import FN, Fleet, keep_done_stream
 
 P = "faults-bad"
 CAP = 100_000
@@ -59,6 +59,7 @@ def test_bad_works_end_in_defined_states_and_the_rest_flows(
         fields = {"function": FN + "add", "parameters": {"a": 1, "b": 2}} if "plant" in spec else {}
         fields |= {"retries": 0, **{f: v for f, v in spec.items() if f != "plant"}}
         bad.append(Work(pipeline=P, id=work_id, priority=4, **fields))  # before the good ones
+    keep_done_stream(client, P)
     client.deposit(bad + good)
     for work_id, spec in BAD.items():
         for field, value in spec.get("plant", {}).items():  # type: ignore[union-attr]

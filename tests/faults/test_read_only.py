@@ -20,7 +20,7 @@ from workflow.server import PrivateServer
 from workflow.worker import Worker
 
 from ..helpers import wait_until
-from .conftest import FN, Fleet, assert_all_succeeded_once, ran_after
+from .conftest import FN, Fleet, assert_all_succeeded_once, keep_done_stream, ran_after
 
 P = "faults-readonly"
 N = 1000
@@ -37,6 +37,7 @@ def test_workers_resume_after_redis_refused_writes(
     client = private_client(server)
     works = [Work(pipeline=P, id=f"ro{i:05d}", parameters={"i": i, "seconds": 0.005}, retries=5)
              for i in range(N)]  # fmt: skip
+    keep_done_stream(client, P)
     client.deposit(works)
     ids = {w.id for w in works}  # type: ignore[misc]
     fleet = fleet_factory(client)

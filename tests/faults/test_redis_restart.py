@@ -17,7 +17,7 @@ from workflow.errors import ConnectionError
 from workflow.server import PrivateServer
 
 from ..helpers import keys, wait_until
-from .conftest import FN, Fleet, assert_all_succeeded_once, ran_after
+from .conftest import FN, Fleet, assert_all_succeeded_once, keep_done_stream, ran_after
 
 P = "faults-restart"
 N = 1500
@@ -37,6 +37,7 @@ def test_workers_reconnect_and_resume_after_restarts(
     client = private_client(server)
     works = [Work(pipeline=P, id=f"r{i:05d}", parameters={"i": i, "seconds": 0.002}, retries=5)
              for i in range(N)]  # fmt: skip
+    keep_done_stream(client, P)
     client.deposit(works)
     ids = {w.id for w in works}  # type: ignore[misc]
     fleet = fleet_factory(client)
@@ -49,11 +50,13 @@ def test_workers_reconnect_and_resume_after_restarts(
     for at, how in ((N // 4, "shutdown"), (N // 2, "kill")):
         wait_until(lambda at=at: client.counts(P)["success"] >= at, 60, 0.01,
                    what=f"{at} successes before the {how}")  # fmt: skip
+        pid = server.pid
         if how == "shutdown":
             server.restart()
         else:
             server.kill()
             server.start()
+        assert server.pid != pid
         restarts += 1
         resumed_at = time.time()
         before = _successes(client)
@@ -66,8 +69,6 @@ def test_workers_reconnect_and_resume_after_restarts(
     assert_all_succeeded_once(client, P, ids)
     logs = fleet.logs()
     assert "Traceback" not in logs, logs
-    for proc in fleet.procs.values():  # each one noticed, and reconnected by itself
-        assert "Redis unreachable" in proc.log(), proc.log()
     # Both workers ran works after the last restart (neither stalled).
     assert ran_after(fleet.exec_log, resumed_at) == {"w0.0", "w1.0"}
     print(f"\nrestart run ({appendfsync}): {N} works, {restarts} restarts survived, "

@@ -20,7 +20,15 @@ from workflow.errors import ConnectionError
 from workflow.server import PrivateServer
 
 from ..helpers import wait_until
-from .conftest import FN, Fleet, Proxy, assert_all_succeeded_once, executions, ran_after
+from .conftest import (
+    FN,
+    Fleet,
+    Proxy,
+    assert_all_succeeded_once,
+    executions,
+    keep_done_stream,
+    ran_after,
+)
 
 P = "faults-outage"
 N = 2000
@@ -41,6 +49,7 @@ def test_workers_ride_out_a_10s_outage(
     net = proxy(server.port)
     works = [Work(pipeline=P, id=f"o{i:05d}", parameters={"i": i, "seconds": 0.005}, retries=5)
              for i in range(N)]  # fmt: skip
+    keep_done_stream(client, P)
     client.deposit(works)
     ids = {w.id for w in works}  # type: ignore[misc]
     fleet = fleet_factory(client)
@@ -108,6 +117,7 @@ def test_idle_workers_whose_connections_die_silently_still_take_new_works(
     for proc in fleet.procs.values():
         proc.wait_ready()
     first = [Work(pipeline=P, id=f"a{i}", parameters={"i": i}) for i in range(10)]
+    keep_done_stream(client, P)
     client.deposit(first)
     wait_until(lambda: client.counts(P)["success"] == 10, 30, 0.05, what="the first works")
     time.sleep(0.5)  # both idle, blocked on their wake-up connection
