@@ -8,7 +8,6 @@ without a reset (a proxy swallows their bytes) while new ones work: they reconne
 from __future__ import annotations
 
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -80,11 +79,12 @@ def test_workers_ride_out_a_10s_outage(
     for proc in fleet.procs.values():
         log = proc.log()
         assert "Traceback" not in log, log
-        # Backed off: a few warnings in 10 s, not a busy loop. (Stopped, the server still
-        # accepts connections and commands wait: nothing fails within the 10 s command
-        # timeout. Cut off, every call fails at once.)
-        waits = re.findall(r"Redis unreachable .*retrying in ([\d.]+) s", log)
-        assert (1 if how == "network" else 0) <= len(waits) <= 30, log
+        # Backed off: a few warnings in 10 s from its threads (fetch, heartbeat, indexer,
+        # completions), not a busy loop. (Stopped, the server still accepts connections
+        # and commands wait: nothing need fail within the 10 s command timeout. Cut off,
+        # every call fails at once.)
+        failed = log.count("cannot reach Redis")
+        assert (1 if how == "network" else 0) <= failed <= 60, log
     repeated = sum(len(r) - 1 for r in executions(fleet.exec_log).values())
     print(f"\noutage run ({how}): {N} works, {OUTAGE_S:.0f} s outage survived, "
           f"{repeated} executions repeated, 0 duplicates, 0 losses")
