@@ -106,7 +106,8 @@ class Indexer:
 
     def run(self, stop: threading.Event, idle_s: float = IDLE_S) -> None:
         """Index until `stop` is set. Redis errors are logged and retried with back-off:
-        the indexer never stops its worker."""
+        the indexer never stops its worker; anything else is logged with its traceback and
+        retried the same way, so the thread never dies and silently stops indexing."""
         backoff = idle_s
         while not stop.is_set():
             try:
@@ -114,6 +115,10 @@ class Indexer:
                 backoff = idle_s
             except (WorkflowError, redis.RedisError) as exc:
                 log.warning("results indexer: %s (retrying in %.1f s)", exc, backoff)
+                handled = 0
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("results indexer failed (retrying in %.1f s)", backoff)
                 handled = 0
                 backoff = min(backoff * 2, 5.0)
             if not handled:
@@ -204,7 +209,8 @@ class Indexer:
             mark = _text(g["last-delivered-id"])
             if int(g["pending"]):
                 pending = self.client._io(lambda n=name: r.xpending(stream, n), True)  # type: ignore[misc]
-                mark = _text(pending["min"])
+                if pending["min"] is not None:  # (None: acknowledged since XINFO GROUPS)
+                    mark = _text(pending["min"])
             if floor is None or _entry_key(mark) < _entry_key(floor):
                 floor = mark
         if floor and floor != "0-0":
