@@ -81,6 +81,8 @@ def from_builtins(data: Any) -> Work:
         return msgspec.convert(data, Work)
     except msgspec.ValidationError as exc:
         raise _validation_error(exc) from None
+    except UnicodeError as exc:  # e.g. a lone surrogate in a string, met by msgspec
+        raise ValidationError("work", f"must hold valid Unicode text ({exc.reason})") from None
 
 
 def encode_failure(failure: Failure) -> bytes:
@@ -152,8 +154,9 @@ def _data_fields(work: Work, with_error: bool) -> list[Any]:
 
 
 def decode_hash(work_id: str, raw: dict[bytes, bytes]) -> Work:
-    """A Work from HGETALL's reply (field names as bytes); see `decode_record`."""
-    return decode_record(work_id, {k.decode(): v for k, v in raw.items()})
+    """A Work from HGETALL's reply (field names as bytes); see `decode_record`. A field
+    name that is not UTF-8 is an unknown field: ignored."""
+    return decode_record(work_id, {k.decode(errors="replace"): v for k, v in raw.items()})
 
 
 def decode_record(work_id: str, record: dict[str, bytes]) -> Work:

@@ -171,13 +171,15 @@ def withdraw_call(
 
 
 def decode_withdraw(reply: list[Any]) -> tuple[list[tuple[str, dict[str, bytes]]], int]:
-    """`([(id, record), ...], wait_ms)` from the withdraw script's reply."""
+    """`([(id, record), ...], wait_ms)` from the withdraw script's reply. Names that are
+    not UTF-8 (planted behind the library's back) cannot raise here: decoding the record
+    judges it (an unknown field is ignored, a bad id makes it corrupt)."""
     wait_ms = int(reply[0])
     records = []
     for i in range(1, len(reply), 2):
         flat = reply[i + 1]
-        record = {flat[j].decode(): flat[j + 1] for j in range(0, len(flat), 2)}
-        records.append((reply[i].decode(), record))
+        record = {flat[j].decode(errors="replace"): flat[j + 1] for j in range(0, len(flat), 2)}
+        records.append((reply[i].decode(errors="replace"), record))
     return records, wait_ms
 
 

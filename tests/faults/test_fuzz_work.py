@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from workflow import Failure, Work
@@ -110,6 +110,7 @@ def test_constructor_raises_only_workflow_errors(kwargs: dict[str, Any], pipelin
 
 @FUZZ
 @given(data=st.one_of(values, kwargs, st.builds(lambda k: {"pipeline": "p", **k}, kwargs)))
+@example(data={"parameters": "\ud800"})  # raised UnicodeEncodeError (found by this test)
 def test_from_dict_raises_only_workflow_errors(data: Any) -> None:
     try:
         work = Work.from_dict(data)
@@ -163,9 +164,11 @@ raw_values = st.one_of(
     changes=st.dictionaries(st.one_of(st.sampled_from(RECORD_FIELDS), st.text(max_size=8)),
                             st.one_of(st.none(), raw_values), max_size=5),
     work_id=st.sampled_from(["w", "other", ""]),
+    odd_names=st.dictionaries(st.binary(min_size=1, max_size=6), raw_values, max_size=2),
 )
+@example(changes={}, work_id="w", odd_names={b"\xff\xfe": b"x"})  # raised UnicodeDecodeError
 def test_record_decoding_raises_only_corrupt_work(
-    changes: dict[str, bytes | None], work_id: str
+    changes: dict[str, bytes | None], work_id: str, odd_names: dict[bytes, bytes]
 ) -> None:
     record = dict(GOOD)
     for field, value in changes.items():
@@ -173,8 +176,9 @@ def test_record_decoding_raises_only_corrupt_work(
             record.pop(field, None)
         else:
             record[field] = value
-    for decode, arg in ((decode_record, record),
-                        (decode_hash, {k.encode(): v for k, v in record.items()})):  # fmt: skip
+    raw = {k.encode(): v for k, v in record.items()}
+    raw |= {k: v for k, v in odd_names.items() if k.decode(errors="replace") not in record}
+    for decode, arg in ((decode_record, record), (decode_hash, raw)):
         try:
             work = decode(work_id, arg)  # type: ignore[operator]
         except CorruptWork as exc:
