@@ -7,13 +7,16 @@ create` assigns the 16,384 slots, and the cluster is ready once every node repor
 
 from __future__ import annotations
 
+import random
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 
+from workflow.errors import ServerError
 from workflow.server import PrivateServer, find_binary
 
 READY_TIMEOUT_S = 20.0
@@ -32,15 +35,35 @@ def find_cli() -> str | None:
     return None
 
 
+def cluster_port() -> int:
+    """A free loopback port whose cluster bus port (+10,000) is free too: a node's port
+    must be 55,535 or less, which an ephemeral port often is not."""
+    for _ in range(100):
+        port = random.randint(20_000, 55_535)
+        if all(_bindable(p) for p in (port, port + 10_000)):
+            return port
+    raise RuntimeError("no free pair of ports for a cluster node")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 class LocalCluster:
     """`masters` cluster nodes, children of this process; `url` names the first one."""
 
     def __init__(self, directory: Path, masters: int = 3) -> None:
         self.directory = Path(directory)
-        self.nodes = [
-            PrivateServer(self.directory / f"node{i}", extra_args=self._cluster_args(i))
-            for i in range(masters)
-        ]
+        self.nodes = [self._node(i) for i in range(masters)]
+
+    def _node(self, i: int) -> PrivateServer:
+        return PrivateServer(self.directory / f"node{i}", port=cluster_port(),
+                             extra_args=self._cluster_args(i))  # fmt: skip
 
     def _cluster_args(self, i: int) -> tuple[str, ...]:
         conf = self.directory / f"node{i}" / "nodes.conf"
@@ -60,8 +83,15 @@ class LocalCluster:
         cli = find_cli()
         if cli is None:
             raise RuntimeError("redis-cli is needed to create the test cluster")
-        for node in self.nodes:
-            node.start()
+        for i, node in enumerate(self.nodes):
+            for attempt in range(3):  # a chosen port can be taken before the bind
+                try:
+                    node.start()
+                    break
+                except ServerError:
+                    if attempt == 2:
+                        raise
+                    node = self.nodes[i] = self._node(i)
         addresses = [f"127.0.0.1:{p}" for p in self.ports]
         subprocess.run(
             [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
