@@ -53,4 +53,5 @@ def handle_errors(fn: F) -> F:
 def client_from(ctx: click.Context) -> Client:
     """The Client for the options of the root command."""
     obj = ctx.find_root().obj or {}
-    return Client(Settings(url=obj.get("url"), prefix=obj.get("prefix") or "workflow"))
+    prefix = obj.get("prefix")
+    return Client(Settings(url=obj.get("url"), prefix="workflow" if prefix is None else prefix))

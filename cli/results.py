@@ -211,6 +211,7 @@ def delete(ctx: click.Context, ids: tuple[str, ...], yes: bool, **kw: Any) -> No
                 raise ValidationError("filters", "give a pipeline, a filter or --id")
             matched = r.count(**args)
             if not yes and not click.confirm(f"delete {matched} results?", err=True):
+                err.print("nothing deleted", highlight=False)
                 sys.exit(1)
             n = r.delete(**args)
     err.print(f"deleted {n}", highlight=False)

@@ -91,7 +91,8 @@ def run(
     try:
         settings = Settings.from_env(**overrides)
         settings = settings.replace(url=obj.get("url") or settings.url,
-                                    prefix=obj.get("prefix") or settings.prefix)  # fmt: skip
+                                    prefix=settings.prefix if obj.get("prefix") is None
+                                    else obj["prefix"])  # fmt: skip
         with Client(settings) as client:
             worker = Worker(
                 client, pipelines, function, concurrency=concurrency, lives=lives,

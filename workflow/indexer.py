@@ -89,8 +89,9 @@ class Indexer:
                 handled += self._claim(pipeline)
             handled += self._read(pipeline)
             if due:
-                self._housekeeping(pipeline)
-                self._housekept[pipeline] = time.monotonic()
+                behind = self._housekeeping(pipeline)
+                # Retention still behind: housekeeping again next round, not in 5 s.
+                self._housekept[pipeline] = 0.0 if behind else time.monotonic()
         return handled
 
     def drain(self) -> int:
@@ -193,9 +194,10 @@ class Indexer:
             self.indexed += int(done[0])
         return len(entries)
 
-    def _housekeeping(self, pipeline: str) -> None:
+    def _housekeeping(self, pipeline: str) -> bool:
+        """Trim the stream and enforce retention; True if retention has more to drop."""
         self._trim(pipeline)
-        self._expire(pipeline)
+        return self._expire(pipeline)
 
     def _trim(self, pipeline: str) -> None:
         """Drop stream entries every consumer group has acknowledged."""
@@ -216,15 +218,17 @@ class Indexer:
         if floor and floor != "0-0":
             self.client._io(lambda: r.xtrim(stream, minid=floor, approximate=False), True)
 
-    def _expire(self, pipeline: str) -> None:
-        """Enforce the retention policy (a bounded number of calls per round)."""
+    def _expire(self, pipeline: str) -> bool:
+        """Enforce the retention policy (a bounded number of calls per round); True if
+        the policy still wants more dropped."""
         for _ in range(20):
             dropped, more = self.client._run(
                 query.expire_call(self.client.settings, pipeline, EXPIRE_BATCH)
             )
             self.dropped += int(dropped)
             if not int(more):
-                return
+                return False
+        return True
 
 
 def _text(value: bytes | str) -> str:

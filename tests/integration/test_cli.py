@@ -54,3 +54,11 @@ def test_schema_lists_fields() -> None:
     result = CliRunner().invoke(cli, ["schema"])
     assert result.exit_code == 0
     assert "priority" in result.output and "pipeline" in result.output
+
+
+def test_an_empty_prefix_is_refused_not_replaced(client: Client) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["--redis-url", client.settings.url, "--prefix", "", "counts",
+                                 "p"], catch_exceptions=False)  # fmt: skip
+    assert result.exit_code == 1
+    assert "prefix: must be 1-128 characters" in result.output

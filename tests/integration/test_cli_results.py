@@ -269,7 +269,7 @@ def test_delete_refuses_without_a_filter(finished: Client, run: Invoke) -> None:
 def test_delete_asks_then_deletes_exactly_the_matches(finished: Client, run: Invoke) -> None:
     result = run("delete", "--tag", "z", input="n\n")
     assert result.exit_code == 1
-    assert "delete 5 results?" in result.stderr
+    assert "delete 5 results?" in result.stderr and "nothing deleted" in result.stderr
     assert run("count").stdout == "10\n"
 
     result = run("delete", "--tag", "z", "--status", "success", "--yes")

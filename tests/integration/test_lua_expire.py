@@ -99,3 +99,23 @@ def test_retention_settings_are_validated(client: Client) -> None:
     Results(client).set_retention(P, max_count=3)
     Results(client).set_retention(P)  # no limits: keep forever
     assert Results(client).retention(P).max_count is None
+
+
+def test_an_indexer_behind_on_retention_keeps_at_it_every_round(client: Client) -> None:
+    """More to drop than one round allows (20 calls of EXPIRE_BATCH): the next round
+    drops again at once instead of 5 s later."""
+    from workflow import indexer as indexer_module
+    from workflow.indexer import Indexer
+
+    finished(client, 30)
+    Results(client).set_retention(P, max_count=5)
+    ix = Indexer(client, [P], consumer="t")
+    original = indexer_module.EXPIRE_BATCH
+    indexer_module.EXPIRE_BATCH = 1  # 20 drops per round
+    try:
+        ix.run_once()
+        assert Results(client).count(P) == 10 and ix._housekept[P] == 0.0  # behind
+        ix.run_once()
+        assert Results(client).count(P) == 5 and ix._housekept[P] > 0.0  # caught up
+    finally:
+        indexer_module.EXPIRE_BATCH = original
