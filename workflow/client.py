@@ -71,6 +71,7 @@ class Client(Operations):
         self._waiter: WakeWaiter | None = None
         self._scripts: dict[str, Any] = {}
         self._registered: set[str] = set()
+        self._loaded: set[str] = set()  # scripts loaded once, before their first pipelining
 
     def __enter__(self) -> Client:
         return self
@@ -142,6 +143,11 @@ class Client(Operations):
                 pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *call.args)
             return pipe.execute(raise_on_error=False)
 
+        for name in sorted({c.script for c in calls} - self._loaded):
+            # Loaded first: a NOSCRIPT re-send would run after the calls behind it.
+            script = self._scripts[name]
+            self._io(lambda s=script: self.redis.script_load(s.script), True)  # type: ignore[misc]
+            self._loaded.add(name)
         safe = all(c.retry_safe for c in calls)
         replies = self._io(lambda: send(calls), safe)
         missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
@@ -220,10 +226,15 @@ class Client(Operations):
         tags_mode: str = "any",
         priority: int | None = None,
         parent: str | None = None,
+        ahead: int = 0,
     ) -> list[Work]:
         """Lease up to `count` works from the pipelines, in the order given, highest
         priority first then oldest. Waits up to `timeout_s` for work to arrive, woken by
-        deposits within milliseconds. Filters as in the original API; see `Filters`."""
+        deposits within milliseconds. Filters as in the original API; see `Filters`.
+
+        `ahead`: how many of them are leased ahead of a free slot (a worker's prefetch):
+        their attempt is counted when they are completed, and if their lease runs out they
+        go back to the queue uncounted (at most 3 times), since they may never have run."""
         names = [pipelines] if isinstance(pipelines, str) else pipelines
         if not isinstance(names, list | tuple) or not names:
             raise ValidationError("pipeline", "give a pipeline name or a list of them", pipelines)
@@ -237,11 +248,14 @@ class Client(Operations):
             or not (0 <= timeout_s < 1e9)
         ):
             raise ValidationError("timeout_s", "must be a finite number of seconds >= 0", timeout_s)
+        if isinstance(ahead, bool) or not isinstance(ahead, int) or not 0 <= ahead <= count:
+            raise ValidationError("ahead", "must be an integer from 0 to count", ahead)
+        start = min(count, self.settings.scan_limit) - ahead
         count = min(count, self.settings.scan_limit)
         f = core.Filters.make(event=event, site=site, user=user, tags=tags,
                               tags_mode=tags_mode, priority=priority, parent=parent)  # fmt: skip
         deadline = time.monotonic() + timeout_s
-        works, wait_ms = self._withdraw_all(names, count, f)
+        works, wait_ms = self._withdraw_all(names, count, f, start)
         while not works:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -250,23 +264,26 @@ class Client(Operations):
             if wait_ms > 0:
                 wait = min(wait, wait_ms / 1000)
             if len(names) == 1 and not self.cluster and wait >= 0.001:
-                works, wait_ms = self._wait_then_withdraw(names[0], count, f, wait)
+                works, wait_ms = self._wait_then_withdraw(names[0], count, f, wait, start)
             else:
                 self._wait_for_wake(names, wait)
-                works, wait_ms = self._withdraw_all(names, count, f)
+                works, wait_ms = self._withdraw_all(names, count, f, start)
         return works
 
     def _withdraw_all(
-        self, names: list[str], count: int, f: core.Filters
+        self, names: list[str], count: int, f: core.Filters, start: int
     ) -> tuple[list[Work], int]:
-        """Lease up to `count` works from the pipelines in order, and the shortest wait
-        hint (ms until something delayed or leased is due; -1: none)."""
+        """Lease up to `count` works from the pipelines in order (the first `start` to
+        start now, the rest ahead), and the shortest wait hint (ms until something
+        delayed or leased is due; -1: none)."""
         works: list[Work] = []
         wait_ms = -1
         for name in names:
             while len(works) < count:
                 try:
-                    got, hint, corrupt = self._withdraw_one(name, count - len(works), f)
+                    got, hint, corrupt = self._withdraw_one(
+                        name, count - len(works), f, max(0, start - len(works))
+                    )
                 except WorkflowError:
                     if not works:
                         raise
@@ -279,7 +296,7 @@ class Client(Operations):
         return works, wait_ms
 
     def _wait_then_withdraw(
-        self, pipeline: str, count: int, f: core.Filters, wait_s: float
+        self, pipeline: str, count: int, f: core.Filters, wait_s: float, start: int
     ) -> tuple[list[Work], int]:
         """Wait for a wake-up and withdraw right after, in one round trip: BLPOP and the
         withdraw script pipelined on the blocking connection (Redis runs the script the
@@ -288,7 +305,7 @@ class Client(Operations):
             url, longest = self.settings.url, self.settings.idle_wait_s
             self._blocking = blocking_client(url, longest)  # type: ignore[arg-type]
         call = core.withdraw_call(
-            self.settings, pipeline, count, f, secrets.token_hex(8), random.random()
+            self.settings, pipeline, count, f, secrets.token_hex(8), random.random(), start
         )
         sha = self._scripts[call.script].sha
         blocking = self._blocking
@@ -303,19 +320,19 @@ class Client(Operations):
         reply = self._io(send, retry_safe=False)[1]
         if isinstance(reply, NoScriptError):  # not run: load the scripts, withdraw plainly
             self._io(lambda: self.redis.script_load(self._scripts[call.script].script), True)
-            return self._withdraw_all([pipeline], count, f)
+            return self._withdraw_all([pipeline], count, f, start)
         if isinstance(reply, Exception):
             raise ScriptError(f"Redis refused the operation: {reply}") from reply
         works, wait_ms, corrupt = self._leased(pipeline, reply)
         if corrupt and not works:
-            return self._withdraw_all([pipeline], count, f)
+            return self._withdraw_all([pipeline], count, f, start)
         return works, wait_ms
 
     def _withdraw_one(
-        self, pipeline: str, count: int, f: core.Filters
+        self, pipeline: str, count: int, f: core.Filters, start: int
     ) -> tuple[list[Work], int, int]:
         call = core.withdraw_call(
-            self.settings, pipeline, count, f, secrets.token_hex(8), random.random()
+            self.settings, pipeline, count, f, secrets.token_hex(8), random.random(), start
         )
         return self._leased(pipeline, self._run(call))
 
@@ -333,6 +350,7 @@ class Client(Operations):
                 continue
             work._token = token  # type: ignore[attr-defined]
             work._error_at_start = work.error  # type: ignore[attr-defined]
+            work._ahead = record.get("ahead") == b"1"  # type: ignore[attr-defined]
             works.append(work)
         return works, wait_ms, len(records) - len(works)
 
@@ -389,11 +407,13 @@ class Client(Operations):
         return status
 
     def complete_many(
-        self, items: list[Completion], *, refill: tuple[str, int, core.Filters] | None = None
+        self, items: list[Completion], *,
+        refill: tuple[str, int, core.Filters, int] | None = None,
     ) -> tuple[list[str], list[Work]]:
         """Finish several attempts (as a worker does: only `results`, `products`, `plots`
         and the error are stored; one script call per pipeline) and, with
-        `refill=(pipeline, count, filters)`, lease up to `count` more works of `pipeline`
+        `refill=(pipeline, count, filters, ahead)`, lease up to `count` more works of
+        `pipeline` (`ahead` of them leased ahead, as in `withdraw`)
         without waiting: all in one round trip. Returns each item's new status
         ("rejected" when its lease was lost or the work is gone) and the works leased. On a
         connection error only the completions are re-sent (they are idempotent); works the
@@ -406,10 +426,11 @@ class Client(Operations):
                  for name, group in by_pipeline.items()]  # fmt: skip
         refill_call = None
         if refill is not None and refill[1] > 0:
-            pipeline, count, f = refill
+            pipeline, count, f, ahead = refill
+            count = min(count, self.settings.scan_limit)
             refill_call = core.withdraw_call(
-                self.settings, pipeline, min(count, self.settings.scan_limit), f,
-                secrets.token_hex(8), random.random(),
+                self.settings, pipeline, count, f, secrets.token_hex(8), random.random(),
+                max(0, count - ahead),
             )  # fmt: skip
         try:
             replies = self._run_many([*calls, *([refill_call] if refill_call else [])])

@@ -155,9 +155,11 @@ def deposit_call(s: Settings, pipeline: str, works: list[Work], delay_ms: int = 
 
 
 def withdraw_call(
-    s: Settings, pipeline: str, count: int, f: Filters, token_base: str, jitter: float
+    s: Settings, pipeline: str, count: int, f: Filters, token_base: str, jitter: float,
+    start_now: int | None = None,
 ) -> Call:
-    """Lease up to `count` works of one pipeline."""
+    """Lease up to `count` works of one pipeline; all but the first `start_now` (default:
+    all start now) are leased ahead (see withdraw.lua)."""
     k = _keys(s, pipeline)
     args = [
         k.work, count, s.lease_ms, s.grace_ms, token_base, s.scan_limit, s.recover_limit,
@@ -165,6 +167,7 @@ def withdraw_call(
         f.priority, f.site, f.user, f.parent,
         _json.encode(list(f.tags)) if f.tags else "", f.tags_mode,
         _json.encode(list(f.event)) if f.event else "", s.wake_cap, k.tp,
+        count if start_now is None else start_now,
     ]  # fmt: skip
     keys = [k.queued, k.running, k.delayed, k.failure, k.seq, k.stats, k.done, k.wake, k.paused]
     return Call("withdraw", keys, args, retry_safe=False)

@@ -250,6 +250,9 @@ class Worker:
             if stopping:  # (released outside the lock: _release takes it)
                 self._release(work)
                 continue
+            if getattr(work, "_ahead", False):  # leased ahead: Redis counts this attempt
+                work._ahead = False  # type: ignore[attr-defined]  # when it is completed
+                work.attempt += 1
             if child is None:
                 self._log_start(work)
                 t0 = time.monotonic()
@@ -385,10 +388,11 @@ class Worker:
         with self._lock:
             done, self._completions = self._completions, []
             free = 0 if self._stop.is_set() or self._drained else max(0, self._free())
+            ahead = free - min(free, self._slots())
             self._reserved += free
         leased: list[Work] = []
         try:
-            statuses, leased = self._record(done, free)
+            statuses, leased = self._record(done, free, ahead)
         finally:
             with self._lock:
                 self._reserved -= free
@@ -401,13 +405,15 @@ class Worker:
         for d, status in zip(done, statuses, strict=True):
             self._report(d, status)
 
-    def _record(self, done: list[_Done], free: int) -> tuple[list[str], list[Work]]:
+    def _record(
+        self, done: list[_Done], free: int, ahead: int
+    ) -> tuple[list[str], list[Work]]:
         """`client.complete_many`, re-sent (completions only) while Redis is unreachable or
         refuses writes (READONLY), for up to one lease period; then the leases expire and
         the works run again."""
         items = [(d.work, d.outcome, d.failure, d.failure is not None and d.failure.kind
                   in NO_RETRY) for d in done]  # fmt: skip
-        refill = (self.pipelines[0], free, self._filters) if free else None
+        refill = (self.pipelines[0], free, self._filters, ahead) if free else None
         delay = 0.1
         deadline = time.monotonic() + max(self.client.settings.lease_ms / 1000, 5.0)
         while True:
@@ -546,6 +552,10 @@ class Worker:
                 - self._reserved)  # fmt: skip
         return free if self.lives < 0 else min(free, self._lives_left())
 
+    def _slots(self) -> int:
+        """(Lock held.) Works that would start at once if leased now; more are ahead."""
+        return max(0, self.concurrency - len(self._busy) - len(self._pending) - self._reserved)
+
     def _prefetch(self) -> int:
         """Works leased ahead of a free slot: none until the works are known to be short,
         then about PREFETCH_WINDOW_S of them (at most BATCH_MAX)."""
@@ -618,6 +628,7 @@ class Worker:
                     finally:
                         self._space.acquire()
                 free = self._free()
+                ahead = max(0, free - self._slots())
                 self._reserved += free
                 nothing_held = not self._held
             if self._lives_left() == 0 or self._stop.is_set():
@@ -628,7 +639,7 @@ class Worker:
             try:
                 works = self.client.withdraw(
                     self.pipelines, count=free, timeout_s=0 if self.burst else self.sleep_s,
-                    **self.filters,
+                    ahead=ahead, **self.filters,
                 )  # fmt: skip
                 delay = 0.1
             except (ConnectionError, ScriptError) as exc:  # e.g. READONLY after a failover

@@ -69,13 +69,14 @@ def test_sigkilled_workers_lose_nothing_and_duplicate_nothing(
         if w.attempt > 1:  # type: ignore[union-attr]
             assert w.error is not None and w.error.kind == "lease", w  # type: ignore[union-attr]
     stats = client.stats(P)
-    assert stats["expired"] == stats.get("retried", 0) == extra_attempts
-    assert stats["withdrawn"] == N + extra_attempts
+    assert stats.get("expired", 0) == stats.get("retried", 0) == extra_attempts
+    # Works leased ahead of a free slot went back uncounted ("unstarted") when their
+    # worker was killed: withdrawn again, no attempt lost.
+    assert stats["withdrawn"] == N + extra_attempts + stats.get("unstarted", 0)
     assert stats["success"] == N and "failure" not in stats
-    # A killed worker held at most its running works, the short works leased ahead of
-    # a free slot (prefetch, at most BATCH_MAX) and finished works not yet recorded (at
-    # most BATCH_MAX): a kill cannot cost more attempts than that.
-    assert 1 <= extra_attempts <= KILLS * (CONCURRENCY + 2 * BATCH_MAX), (extra_attempts, seed)
+    # A killed worker held at most its running works (attempts counted) and finished works
+    # not yet recorded (at most BATCH_MAX): a kill cannot cost more attempts than that.
+    assert extra_attempts <= KILLS * (CONCURRENCY + BATCH_MAX), (extra_attempts, seed)
 
     # Every execution is explained: one per work by the attempt that succeeded; any other
     # was an earlier attempt, run by a worker that was then killed.
@@ -85,13 +86,14 @@ def test_sigkilled_workers_lose_nothing_and_duplicate_nothing(
     repeated = 0
     for work_id, seen in runs.items():
         final = stored[work_id].attempt  # type: ignore[union-attr]
-        assert [a for a, _, _ in seen].count(final) == 1, (work_id, seen)
-        for attempt, tag, _ in seen:
-            assert attempt <= final, (work_id, seen)
-            if attempt < final:
-                assert tag in killed, (work_id, seen, killed)
-                repeated += 1
-    assert repeated <= extra_attempts
+        assert all(attempt <= final for attempt, _, _ in seen), (work_id, seen)
+        # One execution per work by a worker that lived on; every other one was by a
+        # worker killed afterwards (a work leased ahead that had started when its worker
+        # died runs again under the same attempt number: Redis never learnt it started).
+        assert sum(tag not in killed for _, tag, _ in seen) <= 1, (work_id, seen, killed)
+        repeated += len(seen) - 1
+    assert repeated <= extra_attempts + stats.get("unstarted", 0)
     print(f"\nkill run (seed {seed}): {N} works, {len(killed)} kills survived, "
-          f"{extra_attempts} attempts lost to kills, {repeated} executions repeated, "
+          f"{extra_attempts} attempts lost to kills, {stats.get('unstarted', 0)} works "
+          f"leased ahead handed back uncounted, {repeated} executions repeated, "
           "0 duplicates, 0 losses")  # fmt: skip

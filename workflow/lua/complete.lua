@@ -3,7 +3,8 @@
 --   success -> success (terminal); failure -> queued after backoff while attempts remain,
 --   else failure (terminal); release -> queued again at once, back in its place (the
 --   sequence number it was queued with), the attempt not counted (a worker handing back
---   work it did not run, or stopped on shutdown). The error of an earlier failed attempt is
+--   work it did not run, or stopped on shutdown). A work leased ahead (`ahead`) has its
+--   attempt counted here, when it finished, not when it was withdrawn. The error of an earlier failed attempt is
 --   kept on success: it is the record of what happened.
 -- Re-sending the same completion (same token) after a lost reply returns the status it
 -- produced without applying it twice.
@@ -41,7 +42,7 @@ local now = now_ms()
 
 local function complete_one(id, token, outcome, terminal_now, dels, first, last_pair)
   local wkey = prefix .. id
-  local rec = redis.call('HMGET', wkey, 'status', 'token', 'last', 'attempt')
+  local rec = redis.call('HMGET', wkey, 'status', 'token', 'last', 'attempt', 'ahead')
   local status, held, last = rec[1], rec[2], rec[3]
   if not status then return -1 end
   if held ~= token then
@@ -59,18 +60,23 @@ local function complete_one(id, token, outcome, terminal_now, dels, first, last_
   redis.call('ZREM', running, id)
   local names = {}
   for field in string.gmatch(dels, '%S+') do names[#names + 1] = field end
+  local attempt = tonumber(rec[4]) or 0
+  local ahead = rec[5] == '1'
+  if ahead then  -- leased ahead: it ran (success, failure) or did not (release)
+    names[#names + 1] = 'ahead'
+    if outcome ~= 'release' then attempt = attempt + 1 end
+  end
   if #names > 0 then redis.call('HDEL', wkey, unpack(names)) end
-  local pairs_ = {'last', token .. '/' .. outcome}
+  local pairs_ = {'last', token .. '/' .. outcome, 'attempt', attempt}
   for i = first, last_pair do pairs_[#pairs_ + 1] = ARGV[i] end
   redis.call('HSET', wkey, unpack(pairs_))
   if outcome == 'success' then
-    finish(wkey, id, 'success', now, success, b, rec[4] or '0')
+    finish(wkey, id, 'success', now, success, b, attempt)
     return 'success'
   elseif outcome == 'release' then
-    local attempt = tonumber(rec[4]) or 1
     local number = tonumber(redis.call('HGET', wkey, 'seq')) or redis.call('INCR', seq)
-    redis.call('HSET', wkey, 'status', 'queued', 'attempt', math.max(attempt - 1, 0),
-      'queued_at', now)
+    redis.call('HSET', wkey, 'status', 'queued', 'queued_at', now,
+      'attempt', ahead and attempt or math.max(attempt - 1, 0))
     redis.call('ZADD', queued, queue_score(priority_of(wkey), number), id)
     wake_one(b)
     redis.pcall('HINCRBY', stats, 'released', 1)

@@ -22,7 +22,7 @@ local prefix, limit = ARGV[1], tonumber(ARGV[2])
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[3]), backoff_max = tonumber(ARGV[4]),
   jitter = tonumber(ARGV[5]), maxlen = tonumber(ARGV[6]),
-  wake = wake, wake_cap = tonumber(ARGV[7]), tp = ARGV[8]}
+  wake = wake, wake_cap = tonumber(ARGV[7]), tp = ARGV[8], queued = queued, seq = seq}
 --@include lifecycle
 
 local now = now_ms()

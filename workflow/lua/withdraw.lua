@@ -25,6 +25,9 @@
 -- ARGV[18] event filter: JSON list of ints ('' : any), matches works sharing one
 -- ARGV[19] wake_cap: most wake-up tokens kept in the wake list
 -- ARGV[20] throughput key prefix ({prefix}:{p}:tp:), per-minute counters derive from it
+-- ARGV[21] start_now: how many of the works leased start at once (their attempt counts
+--   now); the rest are leased ahead of a free slot: marked `ahead`, their attempt counted
+--   when they finish, and handed back uncounted if their lease expires first
 -- Returns: {wait_ms, id1, fields1, id2, fields2, ...}; fields are HGETALL of the record
 --   after the transition. wait_ms is 0 when works are returned, else the ms until the
 --   next delayed work is due or lease expires (-1: nothing pending). A paused pipeline
@@ -42,7 +45,8 @@ local recover_limit = tonumber(ARGV[7])
 local b = {delayed = delayed, failure = failure, stats = stats, done = done,
   backoff_base = tonumber(ARGV[8]), backoff_max = tonumber(ARGV[9]),
   jitter = tonumber(ARGV[10]), maxlen = tonumber(ARGV[11]),
-  wake = wake, wake_cap = tonumber(ARGV[19]), tp = ARGV[20]}
+  wake = wake, wake_cap = tonumber(ARGV[19]), tp = ARGV[20], queued = queued, seq = seq}
+local start_now = tonumber(ARGV[21]) or count
 local want_priority = tonumber(ARGV[12])
 local want_site, want_user, want_parent = ARGV[13], ARGV[14], ARGV[15]
 local want_tags = ARGV[16] ~= '' and cjson.decode(ARGV[16]) or nil
@@ -140,10 +144,16 @@ for i, id in ipairs(picked) do
     timeout_s = 3600  -- a damaged copy must not switch the timeout backstop off
   end
   local deadline = now + timeout_s * 1000
-  local attempt = (tonumber(info[i][3]) or 0) + 1
+  local ahead = i > start_now
+  local attempt = (tonumber(info[i][3]) or 0) + (ahead and 0 or 1)
   redis.call('HSET', wkey, 'status', 'running', 'attempt', attempt, 'start', now,
     'token', token_base .. ':' .. i, 'deadline', deadline)
-  redis.call('HDEL', wkey, 'stop')
+  if ahead then
+    redis.call('HSET', wkey, 'ahead', '1')
+    redis.call('HDEL', wkey, 'stop')
+  else
+    redis.call('HDEL', wkey, 'stop', 'ahead')
+  end
   leases[#leases + 1] = math.min(now + lease_ms, deadline + grace_ms)
   leases[#leases + 1] = id
   out[#out + 1] = id

@@ -73,13 +73,39 @@ local function fail_or_retry(wkey, id, now, err, terminal_now, b)
   return 'failure'
 end
 
+-- Put a work back in the queue in its place (the sequence number it was queued with).
+local function requeue(wkey, id, now, b)
+  local number = tonumber(redis.call('HGET', wkey, 'seq')) or redis.call('INCR', b.seq)
+  redis.call('HSET', wkey, 'status', 'queued', 'queued_at', now)
+  redis.call('ZADD', b.queued, queue_score(priority_of(wkey), number), id)
+  wake_one(b)
+end
+
+-- A work leased ahead of a free slot (`ahead`) whose lease ran out never started as far
+-- as Redis knows: it goes back in its place, its attempt not counted, at most this many
+-- times (a work that kills its worker every time it starts must still run out of tries).
+local UNSTARTED_MAX = 3
+
 -- Leases that ran out (worker dead, or the timeout backstop): fail or retry each.
+-- `b` holds, besides fail_or_retry's, queued and seq.
 local function reclaim(running, prefix, now, limit, b)
   local expired = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
     redis.call('ZREM', running, id)
     local wkey = prefix .. id
-    if redis.call('EXISTS', wkey) == 1 then
+    local unstarted = false
+    if redis.call('HGET', wkey, 'ahead') == '1' then
+      redis.call('HDEL', wkey, 'ahead', 'token')
+      if redis.call('HINCRBY', wkey, 'unstarted', 1) <= UNSTARTED_MAX then
+        unstarted = true
+      else
+        redis.call('HINCRBY', wkey, 'attempt', 1)  -- too often: count it as run
+      end
+    end
+    if unstarted then
+      requeue(wkey, id, now, b)
+      redis.pcall('HINCRBY', b.stats, 'unstarted', 1)
+    elseif redis.call('EXISTS', wkey) == 1 then
       local attempt = tonumber(redis.call('HGET', wkey, 'attempt')) or 0
       local deadline = tonumber(redis.call('HGET', wkey, 'deadline')) or 0
       local kind, message
