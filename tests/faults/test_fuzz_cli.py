@@ -139,7 +139,8 @@ def test_every_command_with_random_input(
 ) -> None:  # fmt: skip
     client = seeded
     if not client.redis.exists(keys(client, "fz").queued):
-        seed(client)  # a previous example deleted it all
+        client.redis.flushall()  # a previous example deleted some: seed from scratch
+        seed(client)
     path = tmp_path / "payloads.jsonl"
     path.write_bytes(content)
     args = [str(path) if a == FILE_TOKEN else a for a in args]
