@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from workflow import Client, Failure, Results, Settings, Work, codec, core
+from workflow import Client, Failure, Results, Settings, Work, core
 from workflow.keys import pipeline_keys
 from workflow.server import PrivateServer
 
@@ -162,31 +162,16 @@ def fill(client: Client, rng: random.Random, start: int, n: int) -> None:
 
 
 def finish(client: Client, pipeline: str, status_of: dict[str, str]) -> None:
-    """Withdraw every queued work of `pipeline` and finish each batch in one pipelined
-    round of script calls."""
-    s, scripts = client.settings, client._scripts
-    f = core.Filters.make()
-    failure = ("", ["error", codec.encode_failure(Failure(message="bench", attempt=1))])
+    """Withdraw every queued work of `pipeline` and finish each batch as a worker does
+    (`complete_many`: one round trip per batch; the cancels pipelined)."""
     reason = Failure(kind="cancelled", message="bench", time=time.time())
-    while True:
-        call = core.withdraw_call(s, pipeline, FINISH_BATCH, f, f"t{time.time_ns()}", 0.5)
-        records, _ = core.decode_withdraw(client._run(call))
-        if not records:
-            return
-        pipe = client.redis.pipeline(transaction=False)
-        for work_id, record in records:
-            status = status_of[work_id]
-            token = record["token"].decode()
-            if status == "cancelled":
-                c = core.cancel_call(s, pipeline, work_id, reason)
-            elif status == "success":
-                c = core.complete_call(s, pipeline, work_id, token, "success", 0.5)
-            else:
-                c = core.complete_call(
-                    s, pipeline, work_id, token, "failure", 0.5, terminal=True, changes=failure
-                )
-            scripts[c.script](keys=c.keys, args=c.args, client=pipe)
-        pipe.execute()
+    while works := client.withdraw(pipeline, count=FINISH_BATCH):
+        done = [(w, "success" if status_of[str(w.id)] == "success" else "failure",
+                 None if status_of[str(w.id)] == "success" else Failure(message="bench"), True)
+                for w in works if status_of[str(w.id)] != "cancelled"]  # fmt: skip
+        client.complete_many(done)  # type: ignore[arg-type]
+        client._run_many([core.cancel_call(client.settings, pipeline, str(w.id), reason)
+                          for w in works if status_of[str(w.id)] == "cancelled"])  # fmt: skip
 
 
 # -- measuring ------------------------------------------------------------------------------

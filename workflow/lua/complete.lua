@@ -62,11 +62,11 @@ local function complete_one(id, token, outcome, terminal_now, dels, first, last_
   for field in string.gmatch(dels, '%S+') do names[#names + 1] = field end
   local attempt = tonumber(rec[4]) or 0
   local ahead = rec[5] == '1'
-  if ahead then  -- leased ahead: it ran (success, failure) or did not (release)
-    names[#names + 1] = 'ahead'
-    if outcome ~= 'release' then attempt = attempt + 1 end
+  names[#names + 1] = 'ahead'
+  if ahead and outcome ~= 'release' then  -- leased ahead, and it ran: count it now
+    attempt = attempt + 1
   end
-  if #names > 0 then redis.call('HDEL', wkey, unpack(names)) end
+  redis.call('HDEL', wkey, unpack(names))
   local pairs_ = {'last', token .. '/' .. outcome, 'attempt', attempt}
   for i = first, last_pair do pairs_[#pairs_ + 1] = ARGV[i] end
   redis.call('HSET', wkey, unpack(pairs_))

@@ -147,13 +147,8 @@ for i, id in ipairs(picked) do
   local ahead = i > start_now
   local attempt = (tonumber(info[i][3]) or 0) + (ahead and 0 or 1)
   redis.call('HSET', wkey, 'status', 'running', 'attempt', attempt, 'start', now,
-    'token', token_base .. ':' .. i, 'deadline', deadline)
-  if ahead then
-    redis.call('HSET', wkey, 'ahead', '1')
-    redis.call('HDEL', wkey, 'stop')
-  else
-    redis.call('HDEL', wkey, 'stop', 'ahead')
-  end
+    'token', token_base .. ':' .. i, 'deadline', deadline, 'ahead', ahead and '1' or '0')
+  redis.call('HDEL', wkey, 'stop')
   leases[#leases + 1] = math.min(now + lease_ms, deadline + grace_ms)
   leases[#leases + 1] = id
   out[#out + 1] = id
